@@ -1,0 +1,5 @@
+//! stele: a Thanos-compatible long-term storage layer for Prometheus.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of modules.
+
+pub mod tsdb;

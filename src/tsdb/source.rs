@@ -1,0 +1,171 @@
+//! The byte-range seam between the format code and wherever the bytes live.
+//!
+//! Format readers only ever ask a [`ReadAt`] for a range of bytes. The same reader code thus
+//! works over a local file, a memory-mapped index header, or ranges fetched from object
+//! storage (the store fetches asynchronously, then hands the bytes to the same decoders).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error("range {start}..{end} is past the end ({len} bytes)")]
+    OutOfBounds { start: u64, end: u64, len: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Random access to an immutable sequence of bytes.
+pub trait ReadAt: Send + Sync {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+
+    /// Returns exactly the bytes of `range`, or an error if it is out of bounds.
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError>;
+
+    /// A human-readable name for error messages (usually a path).
+    fn name(&self) -> &str {
+        "<memory>"
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn check_bounds(range: &Range<u64>, len: u64) -> Result<(), ReadError> {
+    if range.start > range.end || range.end > len {
+        return Err(ReadError::OutOfBounds {
+            start: range.start,
+            end: range.end,
+            len,
+        });
+    }
+    Ok(())
+}
+
+/// In-memory bytes, and memory maps (through `Bytes::from_owner`): slicing is free.
+impl ReadAt for Bytes {
+    fn len(&self) -> u64 {
+        Bytes::len(self) as u64
+    }
+
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        check_bounds(&range, ReadAt::len(self))?;
+        Ok(self.slice(range.start as usize..range.end as usize))
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        (**self).read_at(range)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+/// Gives any source a name for error messages.
+pub struct Named<S> {
+    pub name: String,
+    pub inner: S,
+}
+
+impl<S: ReadAt> ReadAt for Named<S> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        self.inner.read_at(range)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A local file read with positional reads (`pread`); no mapping, no shared cursor.
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+    name: String,
+}
+
+impl FileSource {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(FileSource {
+            file,
+            len,
+            name: path.display().to_string(),
+        })
+    }
+}
+
+impl ReadAt for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        use std::os::unix::fs::FileExt;
+        check_bounds(&range, self.len)?;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.file.read_exact_at(&mut buf, range.start)?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Maps a file read-only and serves ranges from the mapping without copying.
+pub fn mmap_file(path: &std::path::Path) -> std::io::Result<Named<Bytes>> {
+    let file = std::fs::File::open(path)?;
+    let bytes = if file.metadata()?.len() == 0 {
+        Bytes::new()
+    } else {
+        // SAFETY: block files are immutable once written (Prometheus and Thanos never modify
+        // them in place); a concurrent truncation by a third party is outside our contract.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Bytes::from_owner(map)
+    };
+    Ok(Named {
+        name: path.display().to_string(),
+        inner: bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let b = Bytes::from_static(b"hello");
+        assert_eq!(&b.read_at(1..3).unwrap()[..], b"el");
+        assert!(b.read_at(3..6).is_err());
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 4..2;
+        assert!(b.read_at(reversed).is_err());
+    }
+
+    #[test]
+    fn file_and_mmap_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = FileSource::open(&path).unwrap();
+        let m = mmap_file(&path).unwrap();
+        assert_eq!(f.read_at(2..7).unwrap(), m.read_at(2..7).unwrap());
+        assert!(f.read_at(5..11).is_err());
+        assert!(m.name().ends_with("/f"));
+    }
+}

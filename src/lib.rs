@@ -2,4 +2,5 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
+pub mod model;
 pub mod tsdb;

@@ -6,6 +6,7 @@
 
 pub mod encoding;
 pub mod error;
+pub mod meta;
 pub mod source;
 
 pub use error::{Result, Section, TsdbError};

@@ -1,0 +1,12 @@
+//! Blocks in a local directory: open one for reading, write a new one.
+//!
+//! This is the only place where the block format meets the local filesystem; the format code
+//! in [`crate::tsdb`] sees bytes through `ReadAt` and writes to `io::Write` sinks.
+
+mod reader;
+mod select;
+mod writer;
+
+pub use reader::{list_blocks, LocalBlock};
+pub use select::postings_for_matchers;
+pub use writer::{write_block, BlockWriter, EncodedChunk, SAMPLES_PER_CHUNK};

@@ -4,6 +4,7 @@
 //! object store. Readers see bytes only through [`source::ReadAt`]; writers write to
 //! `std::io::Write` sinks. Facts about the format: `docs/ARCHITECTURE.md` and the module docs.
 
+pub mod chunks;
 pub mod encoding;
 pub mod error;
 pub mod meta;

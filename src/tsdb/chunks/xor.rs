@@ -1,0 +1,768 @@
+//! The XOR chunk codec: Prometheus' variant of Facebook's Gorilla compression.
+//!
+//! Pure functions over byte slices, no I/O. The layout (bits MSB-first):
+//!
+//! ```text
+//! u16be count | varint t0 | 64 bits v0 | uvarint (t1-t0) | xor(v1) | { dod(tn) | xor(vn) }* | zero pad
+//! dod:  0 | 10 +14 bits | 110 +17 bits | 1110 +20 bits | 1111 +64 bits   (two's complement fields)
+//! xor:  0 (same value) | 10 + bits in the previous window | 11 + 5 bits leading + 6 bits length + bits
+//! ```
+//!
+//! Everything up to and including `t1 - t0` is byte aligned, so the decoder reads it with the
+//! byte-level varint helpers and only switches to its bit reader for the value of sample 1.
+//! Arithmetic on timestamps wraps exactly like Go's so that any `i64` sequence round-trips and
+//! the bytes match what Prometheus writes.
+
+use crate::tsdb::encoding::{read_uvarint, unzigzag, zigzag, DecodeError};
+
+/// Most samples one XOR chunk can hold: the count is a u16.
+pub const MAX_SAMPLES: u16 = u16::MAX;
+
+/// Whether `dod` fits an `nbits` two's-complement field the way Prometheus decides it.
+///
+/// The range is `-(2^(n-1) - 1) ..= 2^(n-1)`, not the usual `-2^(n-1) .. 2^(n-1)`: the decoder
+/// maps the raw value `2^(n-1)` to a positive number, so the encoder must match to be
+/// byte-compatible.
+#[inline]
+fn fits_bits(dod: i64, nbits: u32) -> bool {
+    let half = 1i64 << (nbits - 1);
+    -(half - 1) <= dod && dod <= half
+}
+
+/// Appends samples to an XOR chunk.
+///
+/// The sample count in the first two bytes is kept current, so [`XorEncoder::bytes`] is a valid
+/// chunk after every append.
+#[derive(Debug, Clone)]
+pub struct XorEncoder {
+    buf: Vec<u8>,
+    /// Unused low bits of the last byte of `buf` (0 when byte aligned).
+    free: u32,
+    num: u16,
+    t: i64,
+    t_delta: u64,
+    v: u64,
+    /// Current XOR window; `leading == 0xff` means "no window yet".
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for XorEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XorEncoder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(&[0, 0]);
+        XorEncoder {
+            buf,
+            free: 0,
+            num: 0,
+            t: 0,
+            t_delta: 0,
+            v: 0,
+            leading: 0xff,
+            trailing: 0,
+        }
+    }
+
+    pub fn num_samples(&self) -> u16 {
+        self.num
+    }
+
+    /// True when another append would overflow the u16 sample count.
+    pub fn is_full(&self) -> bool {
+        self.num == MAX_SAMPLES
+    }
+
+    /// The encoded chunk so far (a complete, valid chunk).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Appends a sample. Timestamps need not increase (deltas wrap like Go's), values are kept
+    /// bit-exactly.
+    ///
+    /// # Panics
+    /// If the chunk already holds [`MAX_SAMPLES`] samples (check [`XorEncoder::is_full`]): the
+    /// count would wrap and silently corrupt the chunk.
+    pub fn append(&mut self, t: i64, v: f64) {
+        assert!(!self.is_full(), "XOR chunk is full ({MAX_SAMPLES} samples)");
+        let vbits = v.to_bits();
+        match self.num {
+            0 => {
+                self.put_uvarint(zigzag(t));
+                self.write_bits(vbits, 64);
+            }
+            1 => {
+                self.t_delta = t.wrapping_sub(self.t) as u64;
+                self.put_uvarint(self.t_delta);
+                self.write_value(vbits);
+            }
+            _ => {
+                let t_delta = t.wrapping_sub(self.t) as u64;
+                let dod = t_delta.wrapping_sub(self.t_delta) as i64;
+                if dod == 0 {
+                    self.write_bits(0, 1);
+                } else if fits_bits(dod, 14) {
+                    self.write_bits((0b10 << 14) | (dod as u64 & 0x3fff), 16);
+                } else if fits_bits(dod, 17) {
+                    self.write_bits((0b110 << 17) | (dod as u64 & 0x1_ffff), 20);
+                } else if fits_bits(dod, 20) {
+                    self.write_bits((0b1110 << 20) | (dod as u64 & 0xf_ffff), 24);
+                } else {
+                    self.write_bits(0b1111, 4);
+                    self.write_bits(dod as u64, 64);
+                }
+                self.t_delta = t_delta;
+                self.write_value(vbits);
+            }
+        }
+        self.t = t;
+        self.v = vbits;
+        self.num += 1;
+        let [hi, lo] = self.num.to_be_bytes();
+        if let [a, b, ..] = self.buf.as_mut_slice() {
+            *a = hi;
+            *b = lo;
+        }
+    }
+
+    fn write_value(&mut self, vbits: u64) {
+        let delta = vbits ^ self.v;
+        if delta == 0 {
+            self.write_bits(0, 1);
+            return;
+        }
+        // Leading zeros are clamped to 31 so they fit the 5-bit field.
+        let leading = (delta.leading_zeros() as u8).min(31);
+        let trailing = delta.trailing_zeros() as u8;
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            // '10': the delta fits the previous window.
+            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            self.write_bits(0b10, 2);
+            self.write_bits(delta >> self.trailing, sig);
+        } else {
+            // '11': new window. 64 significant bits are written as 0 (6-bit field); 0 never
+            // occurs otherwise because a zero delta takes the '0' branch.
+            self.leading = leading;
+            self.trailing = trailing;
+            let sig = 64 - u32::from(leading) - u32::from(trailing);
+            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(sig & 0x3f);
+            self.write_bits(header, 13);
+            self.write_bits(delta >> trailing, sig);
+        }
+    }
+
+    /// Byte-aligned uvarint (only used for the first two samples, which are always aligned).
+    fn put_uvarint(&mut self, mut v: u64) {
+        debug_assert_eq!(self.free, 0);
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    /// Writes the low `n` bits of `v` (1 <= n <= 64), most significant first.
+    #[inline]
+    fn write_bits(&mut self, v: u64, mut n: u32) {
+        debug_assert!((1..=64).contains(&n));
+        if self.free > 0 {
+            let take = n.min(self.free);
+            // The top `take` of the `n` bits, placed just below the bits already used.
+            let bits = ((v >> (n - take)) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.buf.last_mut() {
+                *last |= bits << (self.free - take);
+            }
+            self.free -= take;
+            n -= take;
+        }
+        while n >= 8 {
+            n -= 8;
+            self.buf.push((v >> n) as u8);
+        }
+        if n > 0 {
+            self.buf.push((v << (8 - n)) as u8);
+            self.free = 8 - n;
+        }
+    }
+
+    #[cfg(test)]
+    fn bit_len(&self) -> usize {
+        self.buf.len() * 8 - self.free as usize
+    }
+}
+
+/// Iterates over the samples of an XOR chunk.
+///
+/// Like Prometheus' iterator, it stops at the first problem and keeps the error ([`XorIter::err`]):
+/// data ending before the sample count is reached, an over-long varint, or an impossible value
+/// window. It never panics and never reads outside `data`.
+///
+/// Speed: the bit reader keeps up to 64 unread bits left-aligned in a `u64` and refills it with
+/// one 8-byte big-endian load (a zero-padded copy near the end of the data), so a typical sample
+/// costs one refill check, a couple of shifts and a few well-predicted branches. Running past the
+/// end is detected once per sample by comparing the consumed bit count with the data length;
+/// until then the reader just sees zero bits.
+#[derive(Debug, Clone)]
+pub struct XorIter<'a> {
+    data: &'a [u8],
+    /// Next byte of `data` to load into `window`.
+    pos: usize,
+    /// Unread bits, left-aligned. Bits below the `avail` valid ones are either zero or the
+    /// stream bits that follow (the refill ORs the same bits in again).
+    window: u64,
+    avail: u32,
+    num_total: u16,
+    num_read: u16,
+    t: i64,
+    t_delta: u64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+    err: Option<DecodeError>,
+}
+
+impl<'a> XorIter<'a> {
+    /// Starts iterating over a chunk; fails only if the 2-byte sample count is missing.
+    pub fn new(data: &'a [u8]) -> Result<Self, DecodeError> {
+        let Some(&[hi, lo]) = data.first_chunk::<2>() else {
+            return Err(DecodeError::ShortRead {
+                needed: 2,
+                available: data.len(),
+            });
+        };
+        Ok(XorIter {
+            data,
+            pos: 2,
+            window: 0,
+            avail: 0,
+            num_total: u16::from_be_bytes([hi, lo]),
+            num_read: 0,
+            t: 0,
+            t_delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+            err: None,
+        })
+    }
+
+    /// The sample count stored in the chunk header (the data may hold fewer if corrupt).
+    pub fn num_samples(&self) -> u16 {
+        self.num_total
+    }
+
+    /// The error that stopped the iteration early, if any.
+    pub fn err(&self) -> Option<&DecodeError> {
+        self.err.as_ref()
+    }
+
+    /// Records a sticky error and ends the iteration.
+    #[cold]
+    fn fail(&mut self, e: DecodeError) -> Option<(i64, f64)> {
+        self.err = Some(e);
+        self.num_total = self.num_read;
+        None
+    }
+
+    /// Ensures at least 56 bits are in the window.
+    #[inline(always)]
+    fn refill(&mut self) {
+        let word = match self.data.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(b) => u64::from_be_bytes(*b),
+            None => self.tail_word(),
+        };
+        self.window |= word >> self.avail;
+        self.pos += ((63 - self.avail) >> 3) as usize;
+        self.avail |= 56;
+    }
+
+    /// The last (< 8) bytes, zero padded; past the end, all zeros.
+    #[cold]
+    #[inline(never)]
+    fn tail_word(&self) -> u64 {
+        let mut b = [0u8; 8];
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        let n = rest.len().min(8);
+        if let (Some(dst), Some(src)) = (b.get_mut(..n), rest.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        u64::from_be_bytes(b)
+    }
+
+    /// Drops `n` (< 64) bits from the window; the caller made sure they are there.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.window <<= n;
+        self.avail -= n;
+    }
+
+    /// Reads `n` bits, 1 <= n <= 56.
+    #[inline(always)]
+    fn read_bits(&mut self, n: u32) -> u64 {
+        if self.avail < n {
+            self.refill();
+        }
+        let v = self.window >> (64 - n);
+        self.consume(n);
+        v
+    }
+
+    /// Reads `n` bits, 1 <= n <= 64.
+    #[inline(always)]
+    fn read_bits_wide(&mut self, n: u32) -> u64 {
+        if n <= 56 {
+            self.read_bits(n)
+        } else {
+            let hi = self.read_bits(n - 32);
+            (hi << 32) | self.read_bits(32)
+        }
+    }
+
+    /// Whether more bits were consumed than the data holds (the window then held padding).
+    #[inline(always)]
+    fn overran(&self) -> bool {
+        (self.pos as u64) * 8 - u64::from(self.avail) > (self.data.len() as u64) * 8
+    }
+
+    #[cold]
+    fn short_read(&self) -> DecodeError {
+        let consumed_bits = (self.pos as u64) * 8 - u64::from(self.avail);
+        DecodeError::ShortRead {
+            needed: consumed_bits.div_ceil(8) as usize,
+            available: self.data.len(),
+        }
+    }
+
+    /// Decodes the XOR-encoded value that follows, updating `self.v`.
+    #[inline(always)]
+    fn read_value(&mut self) -> Result<(), DecodeError> {
+        if self.avail < 13 {
+            self.refill();
+        }
+        let w = self.window;
+        if w >> 63 == 0 {
+            self.consume(1);
+            return Ok(());
+        }
+        if (w >> 62) & 1 == 0 {
+            self.consume(2);
+        } else {
+            let leading = ((w >> 57) & 0x1f) as u32;
+            let mut sig = ((w >> 51) & 0x3f) as u32;
+            self.consume(13);
+            if sig == 0 {
+                sig = 64;
+            }
+            if leading + sig > 64 {
+                return Err(self.bad_window(leading, sig));
+            }
+            self.leading = leading;
+            self.trailing = 64 - leading - sig;
+        }
+        // Always >= 1: a new window has sig >= 1, the initial window (0, 0) has 64.
+        let sig = 64 - self.leading - self.trailing;
+        let bits = self.read_bits_wide(sig);
+        self.v ^= bits << self.trailing;
+        Ok(())
+    }
+
+    #[cold]
+    fn bad_window(&self, leading: u32, sig: u32) -> DecodeError {
+        DecodeError::Invalid(format!(
+            "XOR value window of {leading} leading zeros and {sig} significant bits exceeds 64 bits"
+        ))
+    }
+
+    /// Samples 0 and 1, whose timestamps are byte-aligned varints.
+    #[cold]
+    #[inline(never)]
+    fn next_head(&mut self) -> Option<(i64, f64)> {
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        if self.num_read == 0 {
+            let (t, n) = match read_uvarint(rest) {
+                Ok(x) => x,
+                Err(e) => return self.fail(e),
+            };
+            let Some(v) = rest.get(n..).and_then(<[u8]>::first_chunk::<8>) else {
+                let e = DecodeError::ShortRead {
+                    needed: self.pos + n + 8,
+                    available: self.data.len(),
+                };
+                return self.fail(e);
+            };
+            self.t = unzigzag(t);
+            self.v = u64::from_be_bytes(*v);
+            self.pos += n + 8;
+        } else {
+            let (d, n) = match read_uvarint(rest) {
+                Ok(x) => x,
+                Err(e) => return self.fail(e),
+            };
+            self.pos += n;
+            self.t_delta = d;
+            self.t = self.t.wrapping_add(d as i64);
+            if let Err(e) = self.read_value() {
+                return self.fail(e);
+            }
+            if self.overran() {
+                let e = self.short_read();
+                return self.fail(e);
+            }
+        }
+        self.num_read += 1;
+        Some((self.t, f64::from_bits(self.v)))
+    }
+}
+
+impl Iterator for XorIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.num_read >= self.num_total {
+            return None;
+        }
+        if self.num_read < 2 {
+            return self.next_head();
+        }
+        if self.avail < 24 {
+            self.refill();
+        }
+        let w = self.window;
+        let dod: i64 = if w >> 63 == 0 {
+            self.consume(1);
+            0
+        } else {
+            // Prefix of 1-bits (up to four) selects the field width; each prefix plus its
+            // field is at most 24 bits, so it is all in the window already.
+            match (!w).leading_zeros() {
+                1 => {
+                    self.consume(16);
+                    let raw = (w >> 48) & 0x3fff;
+                    if raw > 1 << 13 {
+                        raw as i64 - (1 << 14)
+                    } else {
+                        raw as i64
+                    }
+                }
+                2 => {
+                    self.consume(20);
+                    let raw = (w >> 44) & 0x1_ffff;
+                    if raw > 1 << 16 {
+                        raw as i64 - (1 << 17)
+                    } else {
+                        raw as i64
+                    }
+                }
+                3 => {
+                    self.consume(24);
+                    let raw = (w >> 40) & 0xf_ffff;
+                    if raw > 1 << 19 {
+                        raw as i64 - (1 << 20)
+                    } else {
+                        raw as i64
+                    }
+                }
+                _ => {
+                    self.consume(4);
+                    self.read_bits_wide(64) as i64
+                }
+            }
+        };
+        self.t_delta = self.t_delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.t_delta as i64);
+        if let Err(e) = self.read_value() {
+            return self.fail(e);
+        }
+        if self.overran() {
+            let e = self.short_read();
+            return self.fail(e);
+        }
+        self.num_read += 1;
+        Some((self.t, f64::from_bits(self.v)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::from(self.num_total - self.num_read);
+        (0, Some(left))
+    }
+}
+
+/// Decodes a whole XOR chunk, failing if it is malformed or shorter than its sample count says.
+pub fn decode_xor(data: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
+    let mut it = XorIter::new(data)?;
+    let mut out = Vec::with_capacity(usize::from(it.num_samples()).min(data.len() * 8));
+    out.extend(&mut it);
+    match it.err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+    fn encode(samples: &[(i64, u64)]) -> Vec<u8> {
+        let mut e = XorEncoder::new();
+        for &(t, v) in samples {
+            e.append(t, f64::from_bits(v));
+        }
+        e.into_bytes()
+    }
+
+    fn decode_bits(data: &[u8]) -> Result<Vec<(i64, u64)>, DecodeError> {
+        Ok(decode_xor(data)?
+            .into_iter()
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect())
+    }
+
+    fn value_bits() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            Just(STALE_NAN),
+            Just(f64::NAN.to_bits()),
+            Just(0x7ff8_dead_beef_0001),
+            Just(0xfff0_0000_0000_0001),
+            Just(f64::INFINITY.to_bits()),
+            Just(f64::NEG_INFINITY.to_bits()),
+            Just(0),
+            Just((-0.0f64).to_bits()),
+            (0u32..1000).prop_map(|i| f64::from(i).to_bits()),
+            (-1e6f64..1e6).prop_map(f64::to_bits),
+        ]
+    }
+
+    fn delta() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            4 => Just(15_000i64),
+            4 => (14_000i64..16_000),
+            2 => (-20_000i64..20_000),
+            1 => (-(1i64 << 21)..(1i64 << 21)),
+            1 => any::<i64>(),
+            1 => Just(i64::MIN),
+            1 => Just(i64::MAX),
+            1 => Just(0i64),
+        ]
+    }
+
+    fn samples() -> impl Strategy<Value = Vec<(i64, u64)>> {
+        (
+            any::<i64>(),
+            proptest::collection::vec((delta(), value_bits()), 0..300),
+        )
+            .prop_map(|(t0, rest)| {
+                let mut t = t0;
+                rest.into_iter()
+                    .map(|(d, v)| {
+                        let s = (t, v);
+                        t = t.wrapping_add(d);
+                        s
+                    })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(s in samples()) {
+            let data = encode(&s);
+            prop_assert_eq!(decode_bits(&data).unwrap(), s);
+        }
+
+        #[test]
+        fn round_trip_raw_timestamps(
+            s in proptest::collection::vec((any::<i64>(), value_bits()), 1..100)
+        ) {
+            let data = encode(&s);
+            prop_assert_eq!(decode_bits(&data).unwrap(), s);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(s in samples()) {
+            let data = encode(&s);
+            for cut in 0..data.len() {
+                prop_assert!(decode_xor(&data[..cut]).is_err(), "prefix {} of {}", cut, data.len());
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode_xor(&data);
+            let mut it = match XorIter::new(&data) { Ok(it) => it, Err(_) => return Ok(()) };
+            let n = it.by_ref().count();
+            prop_assert!(n <= usize::from(it.num_samples()));
+            if n < usize::from(it.num_samples()) {
+                prop_assert!(it.err().is_some());
+            }
+            prop_assert!(it.next().is_none());
+        }
+
+        #[test]
+        fn garbage_after_valid_header_never_panics(
+            count in any::<u16>(),
+            data in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut b = count.to_be_bytes().to_vec();
+            b.extend_from_slice(&data);
+            let _ = decode_xor(&b);
+        }
+    }
+
+    #[test]
+    fn known_answer_one_sample() {
+        let data = encode(&[(1000, 1.0f64.to_bits())]);
+        assert_eq!(
+            data,
+            [0x00, 0x01, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
+            "count, varint(1000) = zigzag 2000, then the raw bits of 1.0"
+        );
+    }
+
+    #[test]
+    fn known_answer_three_samples() {
+        // Sample 1: uvarint(15000) = 98 75, value unchanged = bit 0.
+        // Sample 2: dod 0 = bit 0; 2.0 ^ 1.0 = 0x7ff0.. has 1 leading and 52 trailing zeros:
+        // '11' + 00001 + 001011 (11 bits) + 11111111111, padded:
+        // 0011 0000 | 1001 0111 | 1111 1111 | 11 000000 = 30 97 ff c0.
+        let s = [
+            (1000, 1.0f64.to_bits()),
+            (16000, 1.0f64.to_bits()),
+            (31000, 2.0f64.to_bits()),
+        ];
+        let data = encode(&s);
+        assert_eq!(
+            data,
+            [
+                0x00, 0x03, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x98, 0x75, 0x30, 0x97, 0xff,
+                0xc0
+            ]
+        );
+        assert_eq!(decode_bits(&data).unwrap(), s);
+    }
+
+    #[test]
+    fn dod_field_widths_match_prometheus() {
+        // Bits used by the third sample for a given delta-of-delta (its value is unchanged, +1).
+        let bits_for = |dod: i64| {
+            let mut e = XorEncoder::new();
+            e.append(0, 1.0);
+            e.append(1_000_000, 1.0);
+            let before = e.bit_len();
+            e.append(2_000_000 + dod, 1.0);
+            e.bit_len() - before - 1
+        };
+        assert_eq!(bits_for(0), 1);
+        assert_eq!(bits_for(8192), 16);
+        assert_eq!(bits_for(-8191), 16);
+        assert_eq!(bits_for(-8192), 20);
+        assert_eq!(bits_for(8193), 20);
+        assert_eq!(bits_for(1 << 16), 20);
+        assert_eq!(bits_for(-(1 << 16)), 24);
+        assert_eq!(bits_for(1 << 19), 24);
+        assert_eq!(bits_for((1 << 19) + 1), 68);
+        assert_eq!(bits_for(-(1 << 19) + 1), 24);
+        assert_eq!(bits_for(-(1 << 19)), 68);
+        for dod in [
+            8192,
+            -8191,
+            -8192,
+            65536,
+            -65535,
+            1 << 19,
+            -(1 << 19),
+            i64::MAX / 4,
+        ] {
+            let s = [
+                (0, 1u64),
+                (1_000_000, 1u64),
+                (2_000_000i64.wrapping_add(dod), 1u64),
+            ];
+            assert_eq!(decode_bits(&encode(&s)).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn full_chunk_round_trips() {
+        let mut e = XorEncoder::new();
+        let mut expected = Vec::new();
+        let mut t = -5_000_000i64;
+        for i in 0..u32::from(MAX_SAMPLES) {
+            assert!(!e.is_full());
+            t += 15_000 + i64::from(i % 7 == 0) * 3;
+            let v = if i % 1000 == 999 {
+                f64::from_bits(STALE_NAN)
+            } else {
+                f64::from(i / 3)
+            };
+            e.append(t, v);
+            expected.push((t, v.to_bits()));
+        }
+        assert!(e.is_full());
+        assert_eq!(e.num_samples(), 65535);
+        assert_eq!(&e.bytes()[..2], &[0xff, 0xff]);
+        assert_eq!(decode_bits(e.bytes()).unwrap(), expected);
+    }
+
+    #[test]
+    #[should_panic(expected = "full")]
+    fn appending_to_a_full_chunk_panics() {
+        let mut e = XorEncoder::new();
+        for i in 0..=i64::from(MAX_SAMPLES) {
+            e.append(i, 0.0);
+        }
+    }
+
+    #[test]
+    fn empty_and_header_only() {
+        assert_eq!(XorEncoder::new().bytes(), &[0, 0]);
+        assert_eq!(decode_xor(&[0, 0]).unwrap(), vec![]);
+        assert!(matches!(
+            XorIter::new(&[0]),
+            Err(DecodeError::ShortRead { needed: 2, .. })
+        ));
+        // A count with no samples behind it.
+        let mut it = XorIter::new(&[0, 5]).unwrap();
+        assert_eq!(it.next(), None);
+        assert!(matches!(it.err(), Some(DecodeError::ShortRead { .. })));
+        assert_eq!(it.next(), None, "the error is sticky");
+    }
+
+    #[test]
+    fn impossible_window_is_an_error() {
+        // Valid two samples, then a third value with a window of 31 leading zeros and 64 bits.
+        let mut data = encode(&[(0, 0), (10, 0)]);
+        data[1] = 3;
+        // Sample 1 used '0' (1 bit) so the last byte has 7 free bits. Append: dod '0', then
+        // '11' + 11111 + 000000 (= 64): set the remaining bits explicitly.
+        let last = data.len() - 1;
+        // Bits after sample 1's '0': dod '0', '11', '1111' (4 of the 5 leading-zero bits).
+        data[last] |= 0x3f;
+        // Fifth leading bit, then sig 000000 (= 64), then the first value bit.
+        data.push(0x80);
+        data.extend_from_slice(&[0xff; 9]);
+        let err = decode_xor(&data).unwrap_err();
+        assert!(matches!(err, DecodeError::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_ignored() {
+        let mut data = encode(&[(1, 2), (3, 4)]);
+        data.extend_from_slice(&[0xde, 0xad]);
+        assert_eq!(decode_bits(&data).unwrap(), vec![(1, 2), (3, 4)]);
+    }
+}

@@ -6,6 +6,8 @@
 
 pub mod encoding;
 pub mod error;
+pub mod index;
 pub mod source;
+pub mod tombstones;
 
 pub use error::{Result, Section, TsdbError};

@@ -7,7 +7,9 @@
 pub mod chunks;
 pub mod encoding;
 pub mod error;
+pub mod index;
 pub mod meta;
 pub mod source;
+pub mod tombstones;
 
 pub use error::{Result, Section, TsdbError};

@@ -2,5 +2,8 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
+pub mod block;
+pub mod cli;
+pub mod gen;
 pub mod model;
 pub mod tsdb;

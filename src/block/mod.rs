@@ -5,8 +5,12 @@
 
 mod reader;
 mod select;
+mod series_set;
+mod verify;
 mod writer;
 
 pub use reader::{list_blocks, LocalBlock};
 pub use select::postings_for_matchers;
+pub use series_set::MergedSeries;
+pub use verify::{verify_block, VerifyReport};
 pub use writer::{write_block, BlockWriter, EncodedChunk, SAMPLES_PER_CHUNK};

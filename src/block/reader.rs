@@ -19,6 +19,8 @@ pub struct LocalBlock {
     pub meta: BlockMeta,
     pub index: IndexReader,
     pub chunks: ChunkReader,
+    /// The chunk segment files, segment 0 first (the reader holds the same mappings).
+    pub segments: Vec<Arc<dyn ReadAt>>,
     tombstones: HashMap<u64, Vec<Interval>>,
 }
 
@@ -31,7 +33,9 @@ pub fn list_blocks(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry.map_err(|e| TsdbError::io(dir, e))?;
         let path = entry.path();
         let name = entry.file_name();
-        let is_ulid = name.to_str().is_some_and(|n| ulid::Ulid::from_string(n).is_ok());
+        let is_ulid = name
+            .to_str()
+            .is_some_and(|n| ulid::Ulid::from_string(n).is_ok());
         if is_ulid && path.join(META_FILENAME).is_file() {
             blocks.push(path);
         }
@@ -67,20 +71,27 @@ impl LocalBlock {
                     &path.display().to_string(),
                     Section::ChunkSegmentHeader,
                     0,
-                    format!("chunk segments are not numbered 000001.. without gaps (expected {:06})", i + 1),
+                    format!(
+                        "chunk segments are not numbered 000001.. without gaps (expected {:06})",
+                        i + 1
+                    ),
                 ));
             }
         }
         let mut segments: Vec<Arc<dyn ReadAt>> = Vec::with_capacity(segment_paths.len());
         for (_, path) in &segment_paths {
-            segments.push(Arc::new(mmap_file(path).map_err(|e| TsdbError::io(path, e))?));
+            segments.push(Arc::new(
+                mmap_file(path).map_err(|e| TsdbError::io(path, e))?,
+            ));
         }
-        let chunks = ChunkReader::new(segments)?;
+        let chunks = ChunkReader::new(segments.clone())?;
 
         let tomb_path = dir.join("tombstones");
         let tombstones = match std::fs::read(&tomb_path) {
             Ok(bytes) => decode_tombstones(&bytes)
-                .map_err(|e| TsdbError::corrupt(&tomb_path.display().to_string(), Section::Tombstones, 0, e))?
+                .map_err(|e| {
+                    TsdbError::corrupt(&tomb_path.display().to_string(), Section::Tombstones, 0, e)
+                })?
                 .into_iter()
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
@@ -91,6 +102,7 @@ impl LocalBlock {
             meta,
             index,
             chunks,
+            segments,
             tombstones,
         })
     }
@@ -109,11 +121,24 @@ impl LocalBlock {
     /// The float samples of one series within `[min_time, max_time]` (both inclusive, as in
     /// Prometheus' querier), with deleted intervals removed. Histogram chunks are skipped and
     /// counted in the second value.
-    pub fn samples(&self, series_ref: u64, chunks: &[ChunkMeta], min_time: i64, max_time: i64) -> Result<(Vec<(i64, f64)>, usize)> {
-        let deleted = self.tombstones.get(&series_ref).map(Vec::as_slice).unwrap_or(&[]);
+    pub fn samples(
+        &self,
+        series_ref: u64,
+        chunks: &[ChunkMeta],
+        min_time: i64,
+        max_time: i64,
+    ) -> Result<(Vec<(i64, f64)>, usize)> {
+        let deleted = self
+            .tombstones
+            .get(&series_ref)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let mut out = Vec::new();
         let mut skipped = 0;
-        for meta in chunks.iter().filter(|c| c.max_time >= min_time && c.min_time <= max_time) {
+        for meta in chunks
+            .iter()
+            .filter(|c| c.max_time >= min_time && c.min_time <= max_time)
+        {
             let chunk = self.chunks.chunk(meta.chunk_ref)?;
             if chunk.encoding != ChunkEncoding::Xor {
                 skipped += 1;
@@ -121,7 +146,10 @@ impl LocalBlock {
             }
             let mut it = XorIter::new(&chunk.data).map_err(|e| self.chunk_error(meta, e))?;
             for (t, v) in it.by_ref() {
-                if t >= min_time && t <= max_time && !deleted.iter().any(|d| t >= d.min_time && t <= d.max_time) {
+                if t >= min_time
+                    && t <= max_time
+                    && !deleted.iter().any(|d| t >= d.min_time && t <= d.max_time)
+                {
                     out.push((t, v));
                 }
             }
@@ -135,6 +163,11 @@ impl LocalBlock {
     fn chunk_error(&self, meta: &ChunkMeta, e: DecodeError) -> TsdbError {
         let (segment, offset) = crate::tsdb::chunks::split_chunk_ref(meta.chunk_ref);
         let file = self.dir.join("chunks").join(format!("{:06}", segment + 1));
-        TsdbError::corrupt(&file.display().to_string(), Section::XorChunk, u64::from(offset), e)
+        TsdbError::corrupt(
+            &file.display().to_string(),
+            Section::XorChunk,
+            u64::from(offset),
+            e,
+        )
     }
 }

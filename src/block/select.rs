@@ -11,7 +11,8 @@ use crate::tsdb::Result;
 /// by their own postings, since series lacking `l` appear in none; they subtract the postings
 /// of their inverse instead, starting from all series if no positive matcher narrows first.
 pub fn postings_for_matchers(index: &IndexReader, matchers: &[Matcher]) -> Result<Vec<u64>> {
-    let (subtractive, positive): (Vec<&Matcher>, Vec<&Matcher>) = matchers.iter().partition(|m| m.matches_empty());
+    let (subtractive, positive): (Vec<&Matcher>, Vec<&Matcher>) =
+        matchers.iter().partition(|m| m.matches_empty());
     let mut result: Option<Vec<u64>> = None;
     for m in positive {
         let list = postings_for_values(index, m)?;

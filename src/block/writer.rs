@@ -87,7 +87,11 @@ impl BlockWriter {
     }
 
     /// Adds a series with its chunks; series must come in increasing label-set order.
-    pub fn add_series(&mut self, labels: &[(&str, &str)], chunks: &[EncodedChunk<'_>]) -> Result<()> {
+    pub fn add_series(
+        &mut self,
+        labels: &[(&str, &str)],
+        chunks: &[EncodedChunk<'_>],
+    ) -> Result<()> {
         self.metas.clear();
         for c in chunks {
             let chunk_ref = self
@@ -109,7 +113,11 @@ impl BlockWriter {
 
     /// Adds a series from float samples sorted by time, cut into XOR chunks of
     /// [`SAMPLES_PER_CHUNK`] samples.
-    pub fn add_series_samples(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Result<()> {
+    pub fn add_series_samples(
+        &mut self,
+        labels: &[(&str, &str)],
+        samples: &[(i64, f64)],
+    ) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.encoder_scratch);
         scratch.clear();
         for part in samples.chunks(SAMPLES_PER_CHUNK) {
@@ -140,15 +148,25 @@ impl BlockWriter {
     /// Finishes the files, writes meta.json and moves the block into place.
     pub fn finish(self, thanos: Option<ThanosMeta>) -> Result<BlockMeta> {
         let tmp = self.tmp_dir.clone();
-        let chunk_sizes = self.chunks.finish().map_err(|e| TsdbError::io(tmp.join("chunks"), e))?;
+        let chunk_sizes = self
+            .chunks
+            .finish()
+            .map_err(|e| TsdbError::io(tmp.join("chunks"), e))?;
         let mut index = self.index.finish()?;
-        index.flush().map_err(|e| TsdbError::io(tmp.join("index"), e))?;
-        let index_file = index.into_inner().map_err(|e| TsdbError::io(tmp.join("index"), e.into_error()))?;
-        index_file.sync_all().map_err(|e| TsdbError::io(tmp.join("index"), e))?;
+        index
+            .flush()
+            .map_err(|e| TsdbError::io(tmp.join("index"), e))?;
+        let index_file = index
+            .into_inner()
+            .map_err(|e| TsdbError::io(tmp.join("index"), e.into_error()))?;
+        index_file
+            .sync_all()
+            .map_err(|e| TsdbError::io(tmp.join("index"), e))?;
         drop(index_file);
 
         let tombstones = encode_tombstones(&[]);
-        std::fs::write(tmp.join("tombstones"), &tombstones).map_err(|e| TsdbError::io(tmp.join("tombstones"), e))?;
+        std::fs::write(tmp.join("tombstones"), &tombstones)
+            .map_err(|e| TsdbError::io(tmp.join("tombstones"), e))?;
 
         let thanos = thanos.map(|mut t| {
             t.files = block_files(&tmp, chunk_sizes.len());
@@ -169,9 +187,11 @@ impl BlockWriter {
             thanos,
             extra: Default::default(),
         };
-        std::fs::write(tmp.join("meta.json"), meta.to_json()).map_err(|e| TsdbError::io(tmp.join("meta.json"), e))?;
+        std::fs::write(tmp.join("meta.json"), meta.to_json())
+            .map_err(|e| TsdbError::io(tmp.join("meta.json"), e))?;
         if self.final_dir.exists() {
-            std::fs::remove_dir_all(&self.final_dir).map_err(|e| TsdbError::io(&self.final_dir, e))?;
+            std::fs::remove_dir_all(&self.final_dir)
+                .map_err(|e| TsdbError::io(&self.final_dir, e))?;
         }
         std::fs::rename(&tmp, &self.final_dir).map_err(|e| TsdbError::io(&self.final_dir, e))?;
         Ok(meta)

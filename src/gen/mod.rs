@@ -32,7 +32,11 @@ pub enum GenError {
 
 /// Writes every block of `profile` under `output` (created if needed). `progress` counts
 /// samples; pass `ProgressBar::hidden()` for none.
-pub fn generate(profile: &ResolvedProfile, output: &Path, progress: &ProgressBar) -> Result<Vec<BlockMeta>, GenError> {
+pub fn generate(
+    profile: &ResolvedProfile,
+    output: &Path,
+    progress: &ProgressBar,
+) -> Result<Vec<BlockMeta>, GenError> {
     std::fs::create_dir_all(output).map_err(|e| TsdbError::io(output, e))?;
     let p = &profile.profile;
     let params = ValueParams {
@@ -60,20 +64,47 @@ pub fn generate(profile: &ResolvedProfile, output: &Path, progress: &ProgressBar
         // Ids now follow string order, so this is Prometheus' label-set order.
         specs.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
 
-        let ulid = Ulid::from_parts(min_time as u64, u128::from(hash(&[p.seed, u64::from(block)])));
-        let mut writer = BlockWriter::create(output, ulid, min_time, max_time, symbols.iter().map(String::as_str))?;
+        let ulid = Ulid::from_parts(
+            min_time as u64,
+            u128::from(hash(&[p.seed, u64::from(block)])),
+        );
+        let mut writer = BlockWriter::create(
+            output,
+            ulid,
+            min_time,
+            max_time,
+            symbols.iter().map(String::as_str),
+        )?;
         let mut next_states = HashMap::with_capacity(specs.len());
         let mut labels: Vec<(&str, &str)> = Vec::new();
         for spec in &specs {
             labels.clear();
-            labels.extend(spec.labels.iter().map(|&(n, v)| (symbols[n as usize].as_str(), symbols[v as usize].as_str())));
-            let key = labels.iter().fold(p.seed, |h, (n, v)| hash_str(hash_str(h, n), v));
+            labels.extend(
+                spec.labels
+                    .iter()
+                    .map(|&(n, v)| (symbols[n as usize].as_str(), symbols[v as usize].as_str())),
+            );
+            let key = labels
+                .iter()
+                .fold(p.seed, |h, (n, v)| hash_str(hash_str(h, n), v));
             let mut state = states
                 .get(&key)
                 .copied()
                 .unwrap_or_else(|| initial_state(spec.kind, spec.group, block > 0));
-            Scrapes::new(profile.interval_ms, p.scrape_jitter_probability, spec.target).in_range(min_time, max_time, &mut scrapes);
-            fill_samples(spec.kind, spec.group, &params, &mut state, &scrapes, &mut samples);
+            Scrapes::new(
+                profile.interval_ms,
+                p.scrape_jitter_probability,
+                spec.target,
+            )
+            .in_range(min_time, max_time, &mut scrapes);
+            fill_samples(
+                spec.kind,
+                spec.group,
+                &params,
+                &mut state,
+                &scrapes,
+                &mut samples,
+            );
             writer.add_series_samples(&labels, &samples)?;
             next_states.insert(key, state);
             progress.inc(samples.len() as u64);

@@ -10,7 +10,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ProfileError {
     #[error("reading profile {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("profile {path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -89,7 +92,9 @@ impl ResolvedProfile {
     }
 
     pub fn total_samples(&self) -> u64 {
-        self.series_per_block() * self.samples_per_series_per_block() * u64::from(self.profile.blocks)
+        self.series_per_block()
+            * self.samples_per_series_per_block()
+            * u64::from(self.profile.blocks)
     }
 }
 
@@ -106,17 +111,29 @@ pub fn load_profile(name_or_path: &str) -> Result<ResolvedProfile, ProfileError>
         profiles_dir().join(format!("{name_or_path}.toml"))
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read { path: shown.clone(), source })?;
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile").to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("profile")
+        .to_string();
     parse_profile(&name, &shown, &text)
 }
 
 pub fn parse_profile(name: &str, path: &str, text: &str) -> Result<ResolvedProfile, ProfileError> {
-    let invalid = |reason: String| ProfileError::Invalid { path: path.to_string(), reason };
+    let invalid = |reason: String| ProfileError::Invalid {
+        path: path.to_string(),
+        reason,
+    };
     let profile: Profile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    let start = humantime::parse_rfc3339(&profile.start).map_err(|e| invalid(format!("start: {e}")))?;
+    let start =
+        humantime::parse_rfc3339(&profile.start).map_err(|e| invalid(format!("start: {e}")))?;
     let millis = |field: &str, text: &str| -> Result<i64, ProfileError> {
-        let d: Duration = humantime::parse_duration(text).map_err(|e| invalid(format!("{field}: {e}")))?;
+        let d: Duration =
+            humantime::parse_duration(text).map_err(|e| invalid(format!("{field}: {e}")))?;
         match i64::try_from(d.as_millis()) {
             Ok(ms) if ms > 0 => Ok(ms),
             _ => Err(invalid(format!("{field} must be a positive duration"))),
@@ -125,12 +142,20 @@ pub fn parse_profile(name: &str, path: &str, text: &str) -> Result<ResolvedProfi
     let block_ms = millis("block_duration", &profile.block_duration)?;
     let interval_ms = millis("scrape_interval", &profile.scrape_interval)?;
     if interval_ms >= block_ms {
-        return Err(invalid("scrape_interval must be shorter than block_duration".into()));
+        return Err(invalid(
+            "scrape_interval must be shorter than block_duration".into(),
+        ));
     }
     for (field, p) in [
         ("pod_churn", profile.pod_churn),
-        ("counter_reset_probability", profile.counter_reset_probability),
-        ("scrape_jitter_probability", profile.scrape_jitter_probability),
+        (
+            "counter_reset_probability",
+            profile.counter_reset_probability,
+        ),
+        (
+            "scrape_jitter_probability",
+            profile.scrape_jitter_probability,
+        ),
     ] {
         if !(0.0..=1.0).contains(&p) {
             return Err(invalid(format!("{field} must be within [0, 1]")));
@@ -164,7 +189,10 @@ mod tests {
         }
         let medium = load_profile("medium").unwrap();
         let s = medium.series_per_block();
-        assert!((800_000..1_300_000).contains(&s), "medium has ~1M series, not {s}");
+        assert!(
+            (800_000..1_300_000).contains(&s),
+            "medium has ~1M series, not {s}"
+        );
     }
 
     #[test]
@@ -183,7 +211,9 @@ http_handlers = 1
 "#;
         assert!(parse_profile("t", "t", base).is_ok());
         assert!(parse_profile("t", "t", &base.replace("blocks = 1", "blocks = 0")).is_err());
-        assert!(parse_profile("t", "t", &base.replace("2026-01-01T00:00:00Z", "yesterday")).is_err());
+        assert!(
+            parse_profile("t", "t", &base.replace("2026-01-01T00:00:00Z", "yesterday")).is_err()
+        );
         assert!(parse_profile("t", "t", &format!("scrape_interval = \"3h\"\n{base}")).is_err());
         assert!(parse_profile("t", "t", &format!("typo = 1\n{base}")).is_err());
     }

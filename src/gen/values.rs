@@ -96,7 +96,10 @@ pub fn initial_state(kind: Kind, group: u64, new_series: bool) -> f64 {
         Kind::Gauge { mean, .. } => mean,
         Kind::Constant(v) => v,
         // Series present at the start have been counting for a while; new pods start at zero.
-        Kind::Counter { rate_per_s, integer } if !new_series => {
+        Kind::Counter {
+            rate_per_s,
+            integer,
+        } if !new_series => {
             let v = rate_per_s * 86_400.0 * unit(hash(&[group, 0x57a27]));
             if integer {
                 v.round()
@@ -109,14 +112,26 @@ pub fn initial_state(kind: Kind, group: u64, new_series: bool) -> f64 {
 }
 
 /// Appends the samples at `scrapes` to `out`, advancing `state`.
-pub fn fill_samples(kind: Kind, group: u64, params: &ValueParams, state: &mut f64, scrapes: &[(u64, i64)], out: &mut Vec<(i64, f64)>) {
+pub fn fill_samples(
+    kind: Kind,
+    group: u64,
+    params: &ValueParams,
+    state: &mut f64,
+    scrapes: &[(u64, i64)],
+    out: &mut Vec<(i64, f64)>,
+) {
     out.clear();
     for &(k, t) in scrapes {
         let h = hash(&[group, k]);
-        let reset = params.reset_probability > 0.0 && unit(hash(&[group, k, 0xdead])) < params.reset_probability;
+        let reset = params.reset_probability > 0.0
+            && unit(hash(&[group, k, 0xdead])) < params.reset_probability;
         let v = match kind {
             Kind::Constant(v) => v,
-            Kind::Gauge { mean, spread, integer } => {
+            Kind::Gauge {
+                mean,
+                spread,
+                integer,
+            } => {
                 let mut v = *state + spread * (unit(h) - 0.5) + (mean - *state) * 0.05;
                 if integer {
                     v = v.round();
@@ -124,14 +139,24 @@ pub fn fill_samples(kind: Kind, group: u64, params: &ValueParams, state: &mut f6
                 *state = v;
                 v
             }
-            Kind::Counter { rate_per_s, integer } => {
+            Kind::Counter {
+                rate_per_s,
+                integer,
+            } => {
                 let inc = rate_per_s * params.interval_s * (0.5 + unit(h));
                 let base = if reset { 0.0 } else { *state };
-                let v = if integer { (base + inc).round() } else { ((base + inc) * 100.0).round() / 100.0 };
+                let v = if integer {
+                    (base + inc).round()
+                } else {
+                    ((base + inc) * 100.0).round() / 100.0
+                };
                 *state = v;
                 v
             }
-            Kind::Bucket { rate_per_s, fraction } => {
+            Kind::Bucket {
+                rate_per_s,
+                fraction,
+            } => {
                 // `state` is the group's request count; every bucket replays the same count.
                 let inc = (rate_per_s * params.interval_s * (0.5 + unit(h))).round();
                 *state = if reset { inc } else { *state + inc };
@@ -140,7 +165,11 @@ pub fn fill_samples(kind: Kind, group: u64, params: &ValueParams, state: &mut f6
             Kind::Sum { rate_per_s, mean } => {
                 let inc = (rate_per_s * params.interval_s * (0.5 + unit(h))).round();
                 let latency = mean * (0.8 + 0.4 * unit(hash(&[group, k, 0x5u64])));
-                *state = if reset { inc * latency } else { *state + inc * latency };
+                *state = if reset {
+                    inc * latency
+                } else {
+                    *state + inc * latency
+                };
                 *state
             }
         };
@@ -159,17 +188,42 @@ mod tests {
         s.in_range(7_200_000, 14_400_000, &mut out);
         assert_eq!(out.len(), 480);
         assert!(out.windows(2).all(|w| w[0].1 < w[1].1));
-        assert!(out.iter().all(|&(_, t)| (7_200_000..14_400_000).contains(&t)));
+        assert!(out
+            .iter()
+            .all(|&(_, t)| (7_200_000..14_400_000).contains(&t)));
     }
 
     #[test]
     fn counters_are_monotonic_between_resets_and_buckets_consistent() {
-        let params = ValueParams { interval_s: 15.0, reset_probability: 0.01 };
+        let params = ValueParams {
+            interval_s: 15.0,
+            reset_probability: 0.01,
+        };
         let scrapes: Vec<(u64, i64)> = (0..2000).map(|k| (k, k as i64 * 15_000)).collect();
         let (mut low, mut high) = (0.0, 0.0);
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        fill_samples(Kind::Bucket { rate_per_s: 3.0, fraction: 0.4 }, 9, &params, &mut low, &scrapes, &mut a);
-        fill_samples(Kind::Bucket { rate_per_s: 3.0, fraction: 1.0 }, 9, &params, &mut high, &scrapes, &mut b);
+        fill_samples(
+            Kind::Bucket {
+                rate_per_s: 3.0,
+                fraction: 0.4,
+            },
+            9,
+            &params,
+            &mut low,
+            &scrapes,
+            &mut a,
+        );
+        fill_samples(
+            Kind::Bucket {
+                rate_per_s: 3.0,
+                fraction: 1.0,
+            },
+            9,
+            &params,
+            &mut high,
+            &scrapes,
+            &mut b,
+        );
         let mut resets = 0;
         for i in 0..a.len() {
             assert!(a[i].1 <= b[i].1, "buckets cumulative in le");

@@ -22,10 +22,15 @@ pub struct Labels(Vec<Label>);
 impl Labels {
     /// Builds a set from pairs in any order; on duplicate names the last one wins. Empty
     /// values are dropped, as in Prometheus a label with an empty value does not exist.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut labels: Vec<Label> = pairs
             .into_iter()
-            .map(|(n, v)| Label { name: n.into(), value: v.into() })
+            .map(|(n, v)| Label {
+                name: n.into(),
+                value: v.into(),
+            })
             .collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Label> = Vec::with_capacity(labels.len());
@@ -64,7 +69,10 @@ impl Labels {
 
     /// Pairs of borrowed strings, the shape the block writer takes.
     pub fn as_pairs(&self) -> Vec<(&str, &str)> {
-        self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+        self.0
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect()
     }
 
     /// Adds labels that are not already set (the series' own labels win, as in Thanos).

@@ -33,7 +33,11 @@ impl MatchKind {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MatcherError {
     #[error("invalid regex {pattern:?} for label {name:?}: {reason}")]
-    Regex { name: String, pattern: String, reason: String },
+    Regex {
+        name: String,
+        pattern: String,
+        reason: String,
+    },
     #[error("invalid label name {0:?}")]
     LabelName(String),
 }
@@ -47,7 +51,11 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(kind: MatchKind, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        kind: MatchKind,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let name = name.into();
         let value = value.into();
         if name.is_empty() {
@@ -63,7 +71,12 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher { kind, name, value, regex })
+        Ok(Matcher {
+            kind,
+            name,
+            value,
+            regex,
+        })
     }
 
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -123,7 +136,13 @@ impl fmt::Debug for Matcher {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.name, self.kind.operator(), quote(&self.value))
+        write!(
+            f,
+            "{}{}{}",
+            self.name,
+            self.kind.operator(),
+            quote(&self.value)
+        )
     }
 }
 
@@ -142,7 +161,9 @@ mod tests {
         let some = Matcher::new(MatchKind::Regex, "a", ".+").unwrap();
         assert!(!some.matches_empty());
         assert!(Matcher::equal("a", "").matches_empty());
-        assert!(!Matcher::new(MatchKind::NotEqual, "a", "").unwrap().matches_empty());
+        assert!(!Matcher::new(MatchKind::NotEqual, "a", "")
+            .unwrap()
+            .matches_empty());
         assert!(Matcher::new(MatchKind::Regex, "a", "(").is_err());
         assert!(re.inverse().matches("baz") == !re.matches("baz"));
     }

@@ -10,12 +10,20 @@ use super::matcher::{MatchKind, Matcher, MatcherError};
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SelectorError {
     #[error("selector {input:?}: {reason} at byte {pos}")]
-    Syntax { input: String, pos: usize, reason: String },
+    Syntax {
+        input: String,
+        pos: usize,
+        reason: String,
+    },
     #[error(transparent)]
     Matcher(#[from] MatcherError),
 }
 
 /// Parses a series selector into its matchers (the metric name becomes `__name__="..."`).
+///
+/// Like promtool's `--match`, a selector whose matchers all match the empty value (such as
+/// `{__name__=~".*"}`) is accepted and selects every series; PromQL's stricter rule belongs
+/// to the query layer.
 pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
     let mut p = Parser { input, pos: 0 };
     let mut matchers = Vec::new();
@@ -54,9 +62,6 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
     if matchers.is_empty() {
         return Err(p.error("empty selector"));
     }
-    if matchers.iter().all(|m| m.matches_empty()) {
-        return Err(p.error("vector selector must contain at least one non-empty matcher"));
-    }
     Ok(matchers)
 }
 
@@ -88,7 +93,10 @@ impl Parser<'_> {
     fn ident(&mut self, metric: bool) -> Result<String, SelectorError> {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            let ok = c == '_' || c.is_ascii_alphabetic() || (self.pos > start && c.is_ascii_digit()) || (metric && c == ':');
+            let ok = c == '_'
+                || c.is_ascii_alphabetic()
+                || (self.pos > start && c.is_ascii_digit())
+                || (metric && c == ':');
             if !ok {
                 break;
             }
@@ -126,7 +134,9 @@ impl Parser<'_> {
         self.pos += 1;
         let mut out = String::new();
         loop {
-            let c = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+            let c = self
+                .peek()
+                .ok_or_else(|| self.error("unterminated string"))?;
             self.pos += c.len_utf8();
             if c == quote {
                 return Ok(out);
@@ -135,7 +145,9 @@ impl Parser<'_> {
                 out.push(c);
                 continue;
             }
-            let e = self.peek().ok_or_else(|| self.error("unterminated escape"))?;
+            let e = self
+                .peek()
+                .ok_or_else(|| self.error("unterminated escape"))?;
             self.pos += e.len_utf8();
             match e {
                 'n' => out.push('\n'),
@@ -171,11 +183,20 @@ mod tests {
 
     #[test]
     fn parses_selectors() {
-        let m = parse_selector(r#"http_requests_total{job="api", code=~"5..",  path!~'/health.*', x!=""}"#).unwrap();
+        let m = parse_selector(
+            r#"http_requests_total{job="api", code=~"5..",  path!~'/health.*', x!=""}"#,
+        )
+        .unwrap();
         let text: Vec<String> = m.iter().map(|m| m.to_string()).collect();
         assert_eq!(
             text,
-            [r#"__name__="http_requests_total""#, r#"job="api""#, r#"code=~"5..""#, r#"path!~"/health.*""#, r#"x!="""#]
+            [
+                r#"__name__="http_requests_total""#,
+                r#"job="api""#,
+                r#"code=~"5..""#,
+                r#"path!~"/health.*""#,
+                r#"x!="""#
+            ]
         );
         let m = parse_selector(r#"{a="\u00fc\"\n", b=`raw\n`,}"#).unwrap();
         assert_eq!(m[0].value, "ü\"\n");
@@ -185,7 +206,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_selectors() {
-        for bad in ["", "{}", r#"{a=""}"#, r#"{a="b""#, r#"{a~"b"}"#, r#"{a=~"("}"#, "up{", r#"up{a="b"} x"#, r#"{1a="b"}"#, r#"{a="\q"}"#] {
+        assert_eq!(parse_selector(r#"{__name__=~'(?s:.*)'}"#).unwrap().len(), 1);
+        for bad in [
+            "",
+            "{}",
+            r#"{a="b""#,
+            r#"{a~"b"}"#,
+            r#"{a=~"("}"#,
+            "up{",
+            r#"up{a="b"} x"#,
+            r#"{1a="b"}"#,
+            r#"{a="\q"}"#,
+        ] {
             assert!(parse_selector(bad).is_err(), "{bad}");
         }
     }

@@ -143,13 +143,19 @@ impl<'a> Decbuf<'a> {
     /// A uvarint that must fit in 32 bits.
     pub fn uvarint32(&mut self) -> Result<u32, DecodeError> {
         let v = self.uvarint()?;
-        u32::try_from(v).map_err(|_| DecodeError::OutOfRange { value: v, target: "u32" })
+        u32::try_from(v).map_err(|_| DecodeError::OutOfRange {
+            value: v,
+            target: "u32",
+        })
     }
 
     /// A uvarint that is used as a length or count in memory.
     pub fn uvarint_usize(&mut self) -> Result<usize, DecodeError> {
         let v = self.uvarint()?;
-        usize::try_from(v).map_err(|_| DecodeError::OutOfRange { value: v, target: "usize" })
+        usize::try_from(v).map_err(|_| DecodeError::OutOfRange {
+            value: v,
+            target: "usize",
+        })
     }
 
     /// A uvarint length followed by that many bytes.
@@ -315,6 +321,9 @@ mod tests {
     fn overlong_varint_is_rejected() {
         let data = [0xffu8; 11];
         assert_eq!(read_uvarint(&data), Err(DecodeError::VarintOverflow));
-        assert!(matches!(read_uvarint(&[0x80, 0x80]), Err(DecodeError::ShortRead { .. })));
+        assert!(matches!(
+            read_uvarint(&[0x80, 0x80]),
+            Err(DecodeError::ShortRead { .. })
+        ));
     }
 }

@@ -114,7 +114,12 @@ impl BlockMeta {
     /// Parses and validates a meta.json; `file` names it in errors.
     pub fn parse(file: &str, data: &[u8]) -> Result<Self, TsdbError> {
         let meta: BlockMeta = serde_json::from_slice(data).map_err(|e| {
-            TsdbError::corrupt(file, Section::Meta, e.column() as u64, DecodeError::Invalid(e.to_string()))
+            TsdbError::corrupt(
+                file,
+                Section::Meta,
+                e.column() as u64,
+                DecodeError::Invalid(e.to_string()),
+            )
         })?;
         meta.validate(file)?;
         Ok(meta)
@@ -129,7 +134,10 @@ impl BlockMeta {
             return invalid(format!("invalid ULID {:?}", self.ulid));
         }
         if self.min_time > self.max_time {
-            return invalid(format!("minTime {} is after maxTime {}", self.min_time, self.max_time));
+            return invalid(format!(
+                "minTime {} is after maxTime {}",
+                self.min_time, self.max_time
+            ));
         }
         Ok(())
     }
@@ -143,11 +151,17 @@ impl BlockMeta {
 
     /// External labels from the Thanos section (empty for a plain Prometheus block).
     pub fn external_labels(&self) -> BTreeMap<String, String> {
-        self.thanos.as_ref().map(|t| t.labels.clone()).unwrap_or_default()
+        self.thanos
+            .as_ref()
+            .map(|t| t.labels.clone())
+            .unwrap_or_default()
     }
 
     pub fn resolution(&self) -> i64 {
-        self.thanos.as_ref().map(|t| t.downsample.resolution).unwrap_or(0)
+        self.thanos
+            .as_ref()
+            .map(|t| t.downsample.resolution)
+            .unwrap_or(0)
     }
 }
 
@@ -166,7 +180,12 @@ pub struct DeletionMark {
 impl DeletionMark {
     pub fn parse(file: &str, data: &[u8]) -> Result<Self, TsdbError> {
         serde_json::from_slice(data).map_err(|e| {
-            TsdbError::corrupt(file, Section::Meta, e.column() as u64, DecodeError::Invalid(e.to_string()))
+            TsdbError::corrupt(
+                file,
+                Section::Meta,
+                e.column() as u64,
+                DecodeError::Invalid(e.to_string()),
+            )
         })
     }
 }
@@ -219,18 +238,36 @@ mod tests {
 
     #[test]
     fn garbage_is_a_typed_error() {
-        for bad in [&b"{"[..], b"null", b"[]", br#"{"ulid":"x","minTime":0,"maxTime":1,"version":1}"#,
+        for bad in [
+            &b"{"[..],
+            b"null",
+            b"[]",
+            br#"{"ulid":"x","minTime":0,"maxTime":1,"version":1}"#,
             br#"{"ulid":"01HQ3Z1Y5K8N0C2V9W4XG6T7BR","minTime":0,"maxTime":1,"version":2}"#,
-            br#"{"ulid":"01HQ3Z1Y5K8N0C2V9W4XG6T7BR","minTime":5,"maxTime":1,"version":1}"#] {
+            br#"{"ulid":"01HQ3Z1Y5K8N0C2V9W4XG6T7BR","minTime":5,"maxTime":1,"version":1}"#,
+        ] {
             let err = BlockMeta::parse("b/meta.json", bad).unwrap_err();
-            assert!(matches!(err, TsdbError::Corrupt { section: Section::Meta, .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    TsdbError::Corrupt {
+                        section: Section::Meta,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
             assert!(err.to_string().starts_with("b/meta.json"));
         }
     }
 
     #[test]
     fn deletion_mark() {
-        let m = DeletionMark::parse("d", br#"{"id":"01HQ3Z1Y5K8N0C2V9W4XG6T7BR","deletion_time":1700000000,"version":1}"#).unwrap();
+        let m = DeletionMark::parse(
+            "d",
+            br#"{"id":"01HQ3Z1Y5K8N0C2V9W4XG6T7BR","deletion_time":1700000000,"version":1}"#,
+        )
+        .unwrap();
         assert_eq!(m.deletion_time, 1_700_000_000);
     }
 }

@@ -1,0 +1,41 @@
+//! Command-line entry points, one module per subcommand. Thin: parse flags, call the library,
+//! print. The only layer that uses `anyhow`.
+
+pub mod block;
+pub mod demo;
+pub mod gen;
+pub mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stele",
+    version,
+    about = "Thanos-compatible long-term storage for Prometheus"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: logging::LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate demo data and inspect it: the zero-configuration tour.
+    Demo(demo::DemoArgs),
+    /// Generate realistic Prometheus TSDB blocks from a profile in bench-data/.
+    Gen(gen::GenArgs),
+    /// Inspect TSDB blocks: list, dump samples, verify every checksum.
+    #[command(subcommand)]
+    Block(block::BlockCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Block(cmd) => block::run(cmd),
+    }
+}

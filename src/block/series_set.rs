@@ -8,6 +8,9 @@ use crate::tsdb::Result;
 
 use super::LocalBlock;
 
+/// One series with its float samples.
+pub type SeriesSamples = (Labels, Vec<(i64, f64)>);
+
 struct Cursor<'a> {
     block: &'a LocalBlock,
     refs: std::vec::IntoIter<u64>,
@@ -63,7 +66,7 @@ impl<'a> MergedSeries<'a> {
         })
     }
 
-    fn next_series(&mut self) -> Result<Option<(Labels, Vec<(i64, f64)>)>> {
+    fn next_series(&mut self) -> Result<Option<SeriesSamples>> {
         loop {
             let mut smallest: Option<&Labels> = None;
             for c in &self.cursors {
@@ -97,7 +100,7 @@ impl<'a> MergedSeries<'a> {
 }
 
 impl Iterator for MergedSeries<'_> {
-    type Item = Result<(Labels, Vec<(i64, f64)>)>;
+    type Item = Result<SeriesSamples>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_series().transpose()

@@ -150,10 +150,7 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(line_end) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(line_end) = b.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16)
             .unwrap_or(0);
         if size == 0 {

@@ -278,7 +278,7 @@ impl IndexReader {
         if self.toc.series == 0 {
             return 0..0;
         }
-        self.toc.series..self.toc.section_end(self.toc.series, self.toc_start)
+        self.toc.series..self.toc.series_end(self.toc_start)
     }
 
     fn series_offset(&self, series_ref: u64) -> Result<u64> {

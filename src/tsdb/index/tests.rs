@@ -35,7 +35,7 @@ fn build(series: &[LabelSet]) -> (Bytes, Vec<Written>) {
     let mut out = Vec::new();
     for (i, s) in sorted.iter().enumerate() {
         let labels: Vec<(&str, &str)> = s.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let chunks: Vec<ChunkMeta> = (0..(i % 4) as i64)
+        let chunks: Vec<ChunkMeta> = (0..1 + (i % 3) as i64)
             .map(|c| ChunkMeta {
                 min_time: 1_000 * c - 500,
                 max_time: 1_000 * c + 499,
@@ -573,4 +573,145 @@ fn reader_reads_only_ranges() {
     let r = IndexReader::open(Arc::new(Limited(b.clone(), limit))).unwrap();
     assert_eq!(r.series(want[7].0).unwrap().labels, want[7].1);
     assert_eq!(r.postings("job", "plain").unwrap().len(), 500);
+}
+
+// ---------------------------------------------------------------------------------------
+// Compatibility with real Prometheus blocks, run by hand:
+//   STELE_PROM_BLOCK=<block dir made by promtool> cargo test --lib prometheus_block -- --ignored
+//   STELE_WRITE_BLOCK=<empty dir> cargo test --lib write_block -- --ignored
+//     then: promtool tsdb analyze <parent dir>
+
+#[test]
+#[ignore = "needs a Prometheus block: set STELE_PROM_BLOCK"]
+fn reads_a_prometheus_block() {
+    let dir = std::path::PathBuf::from(std::env::var("STELE_PROM_BLOCK").unwrap());
+    let src = crate::tsdb::source::mmap_file(&dir.join("index")).unwrap();
+    let r = IndexReader::open(Arc::new(src)).unwrap();
+    let stats = r.verify().unwrap();
+    eprintln!("{stats:?}");
+    for name in r.label_names().unwrap() {
+        for v in r.label_values(&name).unwrap() {
+            for sref in r.postings(&name, &v).unwrap() {
+                let s = r.series(sref).unwrap();
+                assert!(s.labels.contains(&(name.clone(), v.clone())));
+            }
+        }
+    }
+    let t = std::fs::read(dir.join("tombstones")).unwrap();
+    eprintln!(
+        "tombstones: {:?}",
+        crate::tsdb::tombstones::decode_tombstones(&t).unwrap()
+    );
+}
+
+#[test]
+#[ignore = "writes a block for promtool: set STELE_WRITE_BLOCK"]
+fn write_block() {
+    let dir = std::path::PathBuf::from(std::env::var("STELE_WRITE_BLOCK").unwrap());
+    let block = dir.join("01HZZZZZZZZZZZZZZZZZZZZZZZ");
+    std::fs::create_dir_all(block.join("chunks")).unwrap();
+    let sets: Vec<LabelSet> = many_series()
+        .into_iter()
+        .map(|mut s| {
+            s.retain(|l| l.0 != "shard");
+            s
+        })
+        .collect();
+    let mut sets = sets;
+    sets.sort();
+    sets.dedup();
+    let (b, want) = build(&sets);
+    std::fs::write(block.join("index"), &b).unwrap();
+    std::fs::write(
+        block.join("tombstones"),
+        crate::tsdb::tombstones::encode_tombstones(&[]),
+    )
+    .unwrap();
+    let meta = format!(
+        r#"{{"ulid":"01HZZZZZZZZZZZZZZZZZZZZZZZ","minTime":0,"maxTime":7200000,"stats":{{"numSeries":{}}},"compaction":{{"level":1,"sources":["01HZZZZZZZZZZZZZZZZZZZZZZZ"]}},"version":1}}"#,
+        want.len()
+    );
+    std::fs::write(block.join("meta.json"), meta).unwrap();
+}
+
+#[test]
+#[ignore = "timing: cargo test --release --lib index::tests::million -- --ignored --nocapture"]
+fn million_series_write_and_verify() {
+    let n = 1_000_000usize;
+    let inst: Vec<String> = (0..n).map(|i| format!("host-{i:07}")).collect();
+    let mut symbols: Vec<&str> = vec![
+        "__name__", "instance", "job", "node", "up", "zone", "a", "b",
+    ];
+    symbols.extend(inst.iter().map(|s| s.as_str()));
+    symbols.sort_unstable();
+    let t = std::time::Instant::now();
+    let mut w = IndexWriter::new(Vec::with_capacity(200 << 20)).unwrap();
+    w.add_symbols(&symbols).unwrap();
+    eprintln!("add_symbols: {:?}", t.elapsed());
+    let chunks = [ChunkMeta {
+        min_time: 0,
+        max_time: 7_199_000,
+        chunk_ref: 8,
+    }];
+    for (i, host) in inst.iter().enumerate() {
+        let zone = if i % 2 == 0 { "a" } else { "b" };
+        let labels = [
+            ("__name__", "up"),
+            ("instance", host.as_str()),
+            ("job", "node"),
+            ("zone", zone),
+        ];
+        w.add_series(&labels, &chunks).unwrap();
+    }
+    eprintln!("add_series: {:?}", t.elapsed());
+    let b = Bytes::from(w.finish().unwrap());
+    eprintln!("write: {:?} for {} MiB", t.elapsed(), b.len() >> 20);
+    let t = std::time::Instant::now();
+    let r = open(&b).unwrap();
+    eprintln!("open: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let stats = r.verify().unwrap();
+    eprintln!("verify: {:?} {stats:?}", t.elapsed());
+    assert_eq!(stats.series, n as u64);
+    let t = std::time::Instant::now();
+    for i in (0..n).step_by(997) {
+        assert_eq!(r.postings("instance", &inst[i]).unwrap().len(), 1);
+    }
+    eprintln!("1004 postings lookups: {:?}", t.elapsed());
+}
+
+#[test]
+fn huge_offsets_in_the_postings_table_are_errors() {
+    let (b, _) = small_index();
+    let toc = *open(b).unwrap().toc();
+    let pot = toc.postings_table as usize;
+    for huge in [u64::MAX, u64::MAX - 3, b.len() as u64 + 1, 0] {
+        let mut entries = Vec::new();
+        visit_postings_offset_table(&b[pot..b.len() - toc::TOC_LEN], |e| {
+            entries.push((e.name.to_string(), e.value.to_string(), e.offset));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        entries[3].2 = huge;
+        let mut f = Encbuf::new();
+        f.put_bytes(&b[..pot]);
+        let mut c = Encbuf::new();
+        c.put_be32(entries.len() as u32);
+        for (n, v, o) in &entries {
+            c.put_uvarint(2);
+            c.put_uvarint_bytes(n.as_bytes());
+            c.put_uvarint_bytes(v.as_bytes());
+            c.put_uvarint(*o);
+        }
+        f.put_be32(c.len() as u32);
+        f.put_bytes(c.as_slice());
+        f.put_crc32c_from(pot + 4);
+        toc.encode(&mut f);
+        let c = Bytes::from(f.buf);
+        let r = open(&c).unwrap();
+        let (n, v) = (&entries[3].0, &entries[3].1);
+        assert!(r.postings(n, v).is_err(), "offset {huge}");
+        assert!(r.verify().is_err(), "offset {huge}");
+        let _ = exercise(&c);
+    }
 }

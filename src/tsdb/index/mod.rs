@@ -80,3 +80,6 @@ pub fn decode_frame(b: &[u8]) -> Result<&[u8], DecodeError> {
     verify_crc32c(content, stored)?;
     Ok(content)
 }
+
+#[cfg(test)]
+mod tests;

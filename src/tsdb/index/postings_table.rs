@@ -207,7 +207,9 @@ impl SampledTable {
         let Ok(i) = self.names.binary_search_by(|n| n.name.as_str().cmp(name)) else {
             return Ok(None);
         };
-        let samples = &self.names[i].samples;
+        let Some(samples) = self.names.get(i).map(|n| &n.samples) else {
+            return Ok(None);
+        };
         let k = samples.partition_point(|(v, _)| v.as_str() <= value);
         let Some(&(_, start)) = k.checked_sub(1).and_then(|k| samples.get(k)) else {
             return Ok(None);
@@ -246,7 +248,7 @@ impl SampledTable {
         let Ok(i) = self.names.binary_search_by(|n| n.name.as_str().cmp(name)) else {
             return Ok(Vec::new());
         };
-        let Some(&(_, start)) = self.names[i].samples.first() else {
+        let Some(&(_, start)) = self.names.get(i).and_then(|n| n.samples.first()) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();

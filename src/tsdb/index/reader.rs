@@ -246,7 +246,7 @@ impl IndexReader {
         let start = loc.offset;
         let section_end = self.toc.section_end(start, self.toc_start);
         let end = loc.next_offset.map_or(section_end, |n| n.min(section_end));
-        if start < HEADER_LEN as u64 || end < start + 8 {
+        if start < HEADER_LEN as u64 || end < start.saturating_add(8) {
             return Err(self.corrupt(
                 Section::PostingsOffsetTable,
                 self.toc.postings_table,
@@ -278,7 +278,7 @@ impl IndexReader {
         if self.toc.series == 0 {
             return 0..0;
         }
-        self.toc.series..self.toc.section_end(self.toc.series, self.toc_start)
+        self.toc.series..self.toc.series_end(self.toc_start)
     }
 
     fn series_offset(&self, series_ref: u64) -> Result<u64> {
@@ -309,7 +309,7 @@ impl IndexReader {
         let (len, n) = read_uvarint(&first).map_err(err)?;
         let total = len
             .checked_add(n as u64 + 4)
-            .filter(|t| off + t <= end)
+            .filter(|&t| off.checked_add(t).is_some_and(|e| e <= end))
             .ok_or_else(|| {
                 err(DecodeError::Invalid(format!(
                     "entry length {len} runs past the series section end at {end}"
@@ -422,7 +422,7 @@ impl IndexReader {
             let (len, n) = read_uvarint(&prefix).map_err(err)?;
             let total = len
                 .checked_add(n as u64 + 4)
-                .filter(|t| pos + t <= sec.end)
+                .filter(|&t| pos.checked_add(t).is_some_and(|e| e <= sec.end))
                 .ok_or_else(|| invalid(format!("entry length {len} runs past the section")))?;
             let entry = w.get(pos, total)?;
             let (body, _) = split_series_entry(&entry).map_err(err)?;

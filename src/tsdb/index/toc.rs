@@ -85,6 +85,23 @@ impl Toc {
             .unwrap_or(toc_start)
     }
 
+    /// The end of the series section. Unlike [`Toc::section_end`], a later section starting
+    /// at the same offset ends it: that is how an index without series looks.
+    pub fn series_end(&self, toc_start: u64) -> u64 {
+        let later = [
+            self.label_indices,
+            self.label_indices_table,
+            self.postings,
+            self.postings_table,
+        ];
+        let same = later.into_iter().any(|o| o == self.series);
+        if same {
+            self.series
+        } else {
+            self.section_end(self.series, toc_start)
+        }
+    }
+
     /// Whether a label offset table is present. Prometheus 3.7+ writes none and points its
     /// offset at the postings, which must then not be parsed as a table.
     pub fn has_label_offset_table(&self) -> bool {

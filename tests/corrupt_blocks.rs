@@ -12,8 +12,14 @@ use stele::tsdb::{Section, TsdbError};
 fn make_block(parent: &Path) -> PathBuf {
     let mut series: Vec<(Labels, Vec<(i64, f64)>)> = (0..200)
         .map(|i| {
-            let labels = Labels::from_pairs([("__name__", "metric"), ("instance", &format!("host-{i:03}")), ("zone", ["a", "b", "ü"][i % 3])]);
-            let samples = (0..300i64).map(|k| (k * 15_000, (i as i64 * k) as f64)).collect();
+            let labels = Labels::from_pairs([
+                ("__name__", "metric"),
+                ("instance", &format!("host-{i:03}")),
+                ("zone", ["a", "b", "ü"][i % 3]),
+            ]);
+            let samples = (0..300i64)
+                .map(|k| (k * 15_000, (i as i64 * k) as f64))
+                .collect();
             (labels, samples)
         })
         .collect();
@@ -31,9 +37,14 @@ fn flip_byte(path: &Path, offset: u64) {
 fn expect_corrupt(dir: &Path, section: Section, file_suffix: &str) -> TsdbError {
     let err = verify_block(dir).expect_err("corruption must be detected");
     match &err {
-        TsdbError::Corrupt { file, section: s, .. } => {
+        TsdbError::Corrupt {
+            file, section: s, ..
+        } => {
             assert_eq!(*s, section, "wrong section in: {err}");
-            assert!(file.ends_with(file_suffix), "error names {file}, expected …{file_suffix}: {err}");
+            assert!(
+                file.ends_with(file_suffix),
+                "error names {file}, expected …{file_suffix}: {err}"
+            );
         }
         other => panic!("expected Corrupt({section}), got {other}"),
     }
@@ -52,7 +63,11 @@ fn every_index_section_is_checked() {
         ("symbols", toc.symbols + 9, Section::Symbols),
         ("series", toc.series + 3, Section::Series),
         ("postings", toc.postings + 9, Section::Postings),
-        ("postings offset table", toc.postings_table + 9, Section::PostingsOffsetTable),
+        (
+            "postings offset table",
+            toc.postings_table + 9,
+            Section::PostingsOffsetTable,
+        ),
         ("toc", index_len - 20, Section::Toc),
     ];
     for (i, (what, offset, section)) in cases.into_iter().enumerate() {
@@ -125,14 +140,29 @@ fn chunk_crc_and_meta_garbage() {
 fn verify_command_fails_with_a_precise_message() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = make_block(tmp.path());
-    let ok = common::stele().args(["block", "verify"]).arg(tmp.path()).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = common::stele()
+        .args(["block", "verify"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("1 blocks verified"));
 
     let toc = *LocalBlock::open(&dir).unwrap().index.toc();
     flip_byte(&dir.join("index"), toc.series + 3);
-    let out = common::stele().args(["block", "verify"]).arg(tmp.path()).output().unwrap();
+    let out = common::stele()
+        .args(["block", "verify"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is corrupt") && stderr.contains("index") && stderr.contains("series"), "{stderr}");
+    assert!(
+        stderr.contains("is corrupt") && stderr.contains("index") && stderr.contains("series"),
+        "{stderr}"
+    );
 }

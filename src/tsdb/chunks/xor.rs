@@ -761,6 +761,7 @@ mod tests {
         assert_eq!(it.next(), None);
         assert!(matches!(it.err(), Some(DecodeError::ShortRead { .. })));
         assert_eq!(it.next(), None, "the error is sticky");
+        assert_eq!(it.num_samples(), 5, "the header count survives the error");
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! XOR chunk codec throughput, in samples per second.
+//!
+//! Decodes and encodes 1000 chunks of 120 samples each (Prometheus' usual chunk size) for several
+//! realistic series shapes: a 15 s scrape interval with occasional millisecond jitter, and values
+//! that are counters with small integer increments, noisy float gauges, or constants, plus a mix
+//! of all three. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1 --measurement-time 3`).
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+use stele::tsdb::chunks::{XorEncoder, XorIter};
+
+const SAMPLES_PER_CHUNK: usize = 120;
+const CHUNKS: usize = 1000;
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Counter,
+    Gauge,
+    Constant,
+}
+
+/// One chunk's samples: 15 s steps, about one in ten off by a few milliseconds.
+fn series(rng: &mut Pcg64, shape: Shape) -> Vec<(i64, f64)> {
+    let mut t = 1_700_000_000_000i64 + rng.gen_range(0..15_000);
+    let mut counter = rng.gen_range(0..1_000_000) as f64;
+    let base = rng.gen_range(0.0..100.0);
+    let constant = rng.gen_range(0..100) as f64;
+    (0..SAMPLES_PER_CHUNK)
+        .map(|_| {
+            let jitter = if rng.gen_ratio(1, 10) {
+                rng.gen_range(-50..50)
+            } else {
+                0
+            };
+            t += 15_000;
+            let v = match shape {
+                Shape::Counter => {
+                    counter += rng.gen_range(0..10) as f64;
+                    counter
+                }
+                Shape::Gauge => base + rng.gen_range(-0.5..0.5),
+                Shape::Constant => constant,
+            };
+            (t + jitter, v)
+        })
+        .collect()
+}
+
+fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
+    let mut e = XorEncoder::new();
+    for &(t, v) in samples {
+        e.append(t, v);
+    }
+    e.into_bytes()
+}
+
+/// A named set of chunks, each a list of samples.
+type DataSet = (&'static str, Vec<Vec<(i64, f64)>>);
+
+fn data_sets() -> Vec<DataSet> {
+    let mut rng = Pcg64::seed_from_u64(42);
+    let shapes = [
+        ("counter", Shape::Counter),
+        ("gauge", Shape::Gauge),
+        ("constant", Shape::Constant),
+    ];
+    let mut sets: Vec<_> = shapes
+        .iter()
+        .map(|&(name, shape)| (name, (0..CHUNKS).map(|_| series(&mut rng, shape)).collect()))
+        .collect();
+    let mixed = (0..CHUNKS)
+        .map(|i| series(&mut rng, shapes[i % 3].1))
+        .collect();
+    sets.push(("mixed", mixed));
+    sets
+}
+
+fn bench(c: &mut Criterion) {
+    let sets = data_sets();
+    let total = (SAMPLES_PER_CHUNK * CHUNKS) as u64;
+
+    let mut g = c.benchmark_group("xor_decode");
+    g.throughput(Throughput::Elements(total));
+    for (name, chunks) in &sets {
+        let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
+        let bytes: usize = encoded.iter().map(Vec::len).sum();
+        eprintln!("{name}: {:.2} bytes/sample", bytes as f64 / total as f64);
+        g.bench_with_input(BenchmarkId::from_parameter(name), &encoded, |b, encoded| {
+            b.iter(|| {
+                let mut acc = 0u64;
+                for chunk in encoded {
+                    let it = XorIter::new(black_box(chunk)).expect("valid chunk");
+                    for (t, v) in it {
+                        acc = acc.wrapping_add(t as u64 ^ v.to_bits());
+                    }
+                }
+                acc
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("xor_encode");
+    g.throughput(Throughput::Elements(total));
+    for (name, chunks) in &sets {
+        g.bench_with_input(BenchmarkId::from_parameter(name), chunks, |b, chunks| {
+            b.iter(|| {
+                let mut n = 0usize;
+                for s in chunks {
+                    n += encode(black_box(s)).len();
+                }
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use stele::tsdb::index::{decode_postings_list, decode_series_entry_into, split_series_entry, ChunkMeta, IndexReader, IndexVersion, IndexWriter, SeriesEntryRefs};
+use stele::tsdb::index::{
+    decode_postings_list, decode_series_entry_into, split_series_entry, ChunkMeta, IndexReader,
+    IndexVersion, IndexWriter, SeriesEntryRefs,
+};
 use stele::tsdb::source::ReadAt;
 
 const SERIES: usize = 100_000;
@@ -22,7 +25,10 @@ fn build_index() -> Bytes {
             vec![
                 ("__name__".to_string(), format!("metric_{}", i % 50)),
                 ("handler".to_string(), format!("/api/v1/h{}", i % 13)),
-                ("instance".to_string(), format!("10.0.{}.{}:8080", i / 250 % 250, i % 250)),
+                (
+                    "instance".to_string(),
+                    format!("10.0.{}.{}:8080", i / 250 % 250, i % 250),
+                ),
                 ("job".to_string(), "kubernetes-pods".to_string()),
                 ("namespace".to_string(), format!("ns-{}", i % 20)),
                 ("pod".to_string(), format!("pod-{}", i / 10)),
@@ -31,7 +37,11 @@ fn build_index() -> Bytes {
         .collect();
     series.sort();
     series.dedup();
-    let mut symbols: Vec<&str> = series.iter().flatten().flat_map(|(n, v)| [n.as_str(), v.as_str()]).collect();
+    let mut symbols: Vec<&str> = series
+        .iter()
+        .flatten()
+        .flat_map(|(n, v)| [n.as_str(), v.as_str()])
+        .collect();
     symbols.sort_unstable();
     symbols.dedup();
     let mut w = IndexWriter::new(Vec::new()).unwrap();
@@ -60,7 +70,9 @@ fn index(c: &mut Criterion) {
         .take(10_000)
         .map(|&r| {
             let start = r * 16;
-            bytes.read_at(start..(start + 256).min(bytes.len() as u64)).unwrap()
+            bytes
+                .read_at(start..(start + 256).min(bytes.len() as u64))
+                .unwrap()
         })
         .collect();
 
@@ -86,10 +98,14 @@ fn index(c: &mut Criterion) {
     let all = reader.postings_range("", "").unwrap().unwrap();
     let all_bytes = bytes.read_at(all).unwrap();
     group.throughput(Throughput::Elements(refs.len() as u64));
-    group.bench_function("postings_decode", |b| b.iter(|| decode_postings_list(&all_bytes).unwrap()));
+    group.bench_function("postings_decode", |b| {
+        b.iter(|| decode_postings_list(&all_bytes).unwrap())
+    });
 
     group.throughput(Throughput::Elements(1));
-    group.bench_function("postings_lookup", |b| b.iter(|| reader.postings("pod", "pod-4242").unwrap()));
+    group.bench_function("postings_lookup", |b| {
+        b.iter(|| reader.postings("pod", "pod-4242").unwrap())
+    });
     group.finish();
 }
 

@@ -6,4 +6,6 @@ pub mod block;
 pub mod cli;
 pub mod gen;
 pub mod model;
+pub mod objstore;
+pub mod proto;
 pub mod tsdb;

@@ -1,0 +1,16 @@
+//! Compiles the StoreAPI protos in `proto/` with tonic. Uses the `protoc` from
+//! `protoc-bin-vendored` unless `PROTOC` is set, so no system protobuf compiler is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    }
+    let well_known = protoc_bin_vendored::include_path()?;
+    let includes = ["proto", well_known.to_str().ok_or("non-UTF-8 include path")?];
+    tonic_prost_build::configure().compile_protos(
+        &["proto/thanos/rpc.proto", "proto/thanos/info.proto", "proto/thanos/hints.proto"],
+        &includes,
+    )?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -123,6 +123,7 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
 
     let mut g = c.benchmark_group("xor_encode");
     g.throughput(Throughput::Elements(total));

@@ -211,9 +211,24 @@ impl XorEncoder {
 /// one 8-byte big-endian load (a zero-padded copy near the end of the data), so a typical sample
 /// costs one refill check, a couple of shifts and a few well-predicted branches. Running past the
 /// end is detected once per sample by comparing the consumed bit count with the data length;
-/// until then the reader just sees zero bits.
+/// until then the reader just sees zero bits. [`XorIter::decode_into`] decodes the rest of the
+/// chunk into two columns in one loop over a local copy of the reader state, which is faster
+/// than the iterator.
 #[derive(Debug, Clone)]
 pub struct XorIter<'a> {
+    st: State<'a>,
+    /// Sample count from the header.
+    count: u16,
+    /// Samples that may still be decoded (lowered to `num_read` on error).
+    num_total: u16,
+    num_read: u16,
+    err: Option<DecodeError>,
+}
+
+/// The bit reader and the decoded state: plain `Copy` data, so a loop can work on a local copy
+/// that lives entirely in registers.
+#[derive(Debug, Clone, Copy)]
+struct State<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load into `window`.
     pos: usize,
@@ -221,18 +236,12 @@ pub struct XorIter<'a> {
     /// stream bits that follow (the refill ORs the same bits in again).
     window: u64,
     avail: u32,
-    /// Sample count from the header.
-    count: u16,
-    /// Samples that may still be decoded (lowered to `num_read` on error).
-    num_total: u16,
-    num_read: u16,
     t: i64,
     t_delta: u64,
     v: u64,
     /// Current value window: trailing zeros and significant bits (initially 0 and 64).
     trailing: u32,
     sig: u32,
-    err: Option<DecodeError>,
 }
 
 impl<'a> XorIter<'a> {
@@ -245,18 +254,20 @@ impl<'a> XorIter<'a> {
             });
         };
         Ok(XorIter {
-            data,
-            pos: 2,
-            window: 0,
-            avail: 0,
+            st: State {
+                data,
+                pos: 2,
+                window: 0,
+                avail: 0,
+                t: 0,
+                t_delta: 0,
+                v: 0,
+                trailing: 0,
+                sig: 64,
+            },
             count: u16::from_be_bytes([hi, lo]),
             num_total: u16::from_be_bytes([hi, lo]),
             num_read: 0,
-            t: 0,
-            t_delta: 0,
-            v: 0,
-            trailing: 0,
-            sig: 64,
             err: None,
         })
     }
@@ -271,9 +282,57 @@ impl<'a> XorIter<'a> {
         self.err.as_ref()
     }
 
-    // Performance note: nothing on the per-sample path may pass `self` by reference to a
-    // function that is not inlined. That would make the iterator's address escape and force
-    // every field through memory on every sample; the cold helpers take plain values instead.
+    /// Decodes all remaining samples, appending timestamps to `ts` and values to `vs`, and
+    /// returns how many were appended. Stops at the first problem like the iterator does: the
+    /// samples before it are appended and the error is in [`XorIter::err`].
+    pub fn decode_into(&mut self, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> usize {
+        let mut n = 0;
+        // Samples 0 and 1 are byte aligned and decoded by the iterator.
+        while self.num_read < 2 {
+            match self.next() {
+                Some((t, v)) => {
+                    ts.push(t);
+                    vs.push(v);
+                    n += 1;
+                }
+                None => return n,
+            }
+        }
+        let left = usize::from(self.num_total - self.num_read);
+        let (t_base, v_base) = (ts.len(), vs.len());
+        ts.resize(t_base + left, 0);
+        vs.resize(v_base + left, 0.0);
+        let end_bits = (self.st.data.len() as u64) * 8;
+        // A local copy never escapes, so it lives in registers for the whole loop.
+        let mut st = self.st;
+        let mut done = 0usize;
+        let mut err = None;
+        let out_t = ts.get_mut(t_base..).unwrap_or_default();
+        let out_v = vs.get_mut(v_base..).unwrap_or_default();
+        for (ot, ov) in out_t.iter_mut().zip(out_v.iter_mut()) {
+            if let Err(w) = st.step() {
+                err = Some(bad_window(w));
+                break;
+            }
+            let consumed = st.consumed_bits();
+            if consumed > end_bits {
+                err = Some(short_read(consumed, st.data.len()));
+                break;
+            }
+            *ot = st.t;
+            *ov = f64::from_bits(st.v);
+            done += 1;
+        }
+        self.st = st;
+        ts.truncate(t_base + done);
+        vs.truncate(v_base + done);
+        // `done <= left <= u16::MAX`, so this cannot wrap.
+        self.num_read += done as u16;
+        if let Some(e) = err {
+            self.fail(e);
+        }
+        n + done
+    }
 
     /// Records a sticky error and ends the iteration.
     #[inline(always)]
@@ -283,6 +342,38 @@ impl<'a> XorIter<'a> {
         None
     }
 
+    /// Checks the sample did not run past the end of the data and yields it.
+    #[inline(always)]
+    fn finish_sample(&mut self) -> Option<(i64, f64)> {
+        // Reading past the end only ever produced zero bits; catch it once per sample.
+        let consumed = self.st.consumed_bits();
+        if consumed > (self.st.data.len() as u64) * 8 {
+            return self.fail(short_read(consumed, self.st.data.len()));
+        }
+        self.num_read += 1;
+        Some((self.st.t, f64::from_bits(self.st.v)))
+    }
+
+    /// Sample 0: varint timestamp and raw value bits, byte aligned.
+    #[inline(always)]
+    fn next_first(&mut self) -> Option<(i64, f64)> {
+        match first_sample(self.st.data, self.st.pos) {
+            Ok((t, v, pos)) => {
+                self.st.t = t;
+                self.st.v = v;
+                self.st.pos = pos;
+                self.num_read = 1;
+                Some((t, f64::from_bits(v)))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+// Performance note: nothing on the per-sample path may pass the state by reference to a
+// function that is not inlined. That would make its address escape and force every field
+// through memory on every sample; the cold helpers take plain values instead.
+impl State<'_> {
     /// Ensures at least 56 bits are in the window.
     #[inline(always)]
     fn refill(&mut self) {
@@ -393,31 +484,34 @@ impl<'a> XorIter<'a> {
         }
     }
 
-    /// Checks the sample did not run past the end of the data and yields it.
+    /// Decodes one sample after the second (timestamp and value), without the end check.
     #[inline(always)]
-    fn finish_sample(&mut self) -> Option<(i64, f64)> {
-        // Reading past the end only ever produced zero bits; catch it once per sample.
-        let consumed = self.consumed_bits();
-        if consumed > (self.data.len() as u64) * 8 {
-            return self.fail(short_read(consumed, self.data.len()));
+    fn step(&mut self) -> Result<(), (u32, u32)> {
+        if self.avail < 24 {
+            self.refill();
         }
-        self.num_read += 1;
-        Some((self.t, f64::from_bits(self.v)))
-    }
-
-    /// Sample 0: varint timestamp and raw value bits, byte aligned.
-    #[inline(always)]
-    fn next_first(&mut self) -> Option<(i64, f64)> {
-        match first_sample(self.data, self.pos) {
-            Ok((t, v, pos)) => {
-                self.t = t;
-                self.v = v;
-                self.pos = pos;
-                self.num_read = 1;
-                Some((t, f64::from_bits(v)))
-            }
-            Err(e) => self.fail(e),
+        let w = self.window;
+        let top3 = w >> 61;
+        if top3 < 0b010 {
+            // '0' '0': same interval and same value, the most common sample of all.
+            self.consume(2);
+            self.t = self.t.wrapping_add(self.t_delta as i64);
+            return Ok(());
         }
+        if top3 == 0b010 && self.sig + 3 <= self.avail {
+            // '0' '10' + sig bits: same interval, value in the previous window (a counter's
+            // usual sample). The whole sample is in the window: one shift for all of it.
+            // 3 + sig <= avail <= 63, so both shifts are in range.
+            let bits = (w << 3) >> (64 - self.sig);
+            self.consume(3 + self.sig);
+            self.v ^= bits << self.trailing;
+            self.t = self.t.wrapping_add(self.t_delta as i64);
+            return Ok(());
+        }
+        let dod = self.read_dod();
+        self.t_delta = self.t_delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.t_delta as i64);
+        self.read_value()
     }
 }
 
@@ -483,31 +577,23 @@ impl Iterator for XorIter<'_> {
             return None;
         }
         if self.num_read >= 2 {
-            if self.avail < 24 {
-                self.refill();
+            if let Err(w) = self.st.step() {
+                return self.fail(bad_window(w));
             }
-            if self.window >> 62 == 0 {
-                // Same interval and same value: the most common sample of all.
-                self.consume(2);
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-                return self.finish_sample();
-            }
-            let dod = self.read_dod();
-            self.t_delta = self.t_delta.wrapping_add(dod as u64);
+            return self.finish_sample();
         } else if self.num_read == 0 {
             return self.next_first();
-        } else {
-            // Sample 1: byte-aligned uvarint delta; the bit reader starts after it.
-            match second_delta(self.data, self.pos) {
-                Ok((d, pos)) => {
-                    self.t_delta = d;
-                    self.pos = pos;
-                }
-                Err(e) => return self.fail(e),
-            }
         }
-        self.t = self.t.wrapping_add(self.t_delta as i64);
-        if let Err(w) = self.read_value() {
+        // Sample 1: byte-aligned uvarint delta; the bit reader starts after it.
+        match second_delta(self.st.data, self.st.pos) {
+            Ok((d, pos)) => {
+                self.st.t_delta = d;
+                self.st.pos = pos;
+            }
+            Err(e) => return self.fail(e),
+        }
+        self.st.t = self.st.t.wrapping_add(self.st.t_delta as i64);
+        if let Err(w) = self.st.read_value() {
             return self.fail(bad_window(w));
         }
         self.finish_sample()
@@ -618,6 +704,26 @@ mod tests {
             let data = encode(&s);
             for cut in 0..data.len() {
                 prop_assert!(decode_xor(&data[..cut]).is_err(), "prefix {} of {}", cut, data.len());
+            }
+        }
+
+        #[test]
+        fn decode_into_matches_iterator(s in samples(), cut in any::<prop::sample::Index>()) {
+            let data = encode(&s);
+            // Whole chunks and arbitrary prefixes, with a non-empty output to append to.
+            for d in [&data[..], &data[..cut.index(data.len() + 1)]] {
+                let mut it = match XorIter::new(d) { Ok(it) => it, Err(_) => continue };
+                let expected: Vec<_> = it.clone().map(|(t, v)| (t, v.to_bits())).collect();
+                let expect_err = { let mut c = it.clone(); c.by_ref().count(); c.err().is_some() };
+                let (mut ts, mut vs) = (vec![7i64], vec![7.0f64]);
+                let n = it.decode_into(&mut ts, &mut vs);
+                prop_assert_eq!(n, expected.len());
+                prop_assert_eq!(ts.len(), n + 1);
+                prop_assert_eq!(vs.len(), n + 1);
+                let got: Vec<_> = ts[1..].iter().zip(&vs[1..]).map(|(&t, v)| (t, v.to_bits())).collect();
+                prop_assert_eq!(got, expected);
+                prop_assert_eq!(it.err().is_some(), expect_err);
+                prop_assert!(it.next().is_none());
             }
         }
 

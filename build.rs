@@ -6,9 +6,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     let well_known = protoc_bin_vendored::include_path()?;
-    let includes = ["proto", well_known.to_str().ok_or("non-UTF-8 include path")?];
+    let includes = [
+        "proto",
+        well_known.to_str().ok_or("non-UTF-8 include path")?,
+    ];
     tonic_prost_build::configure().compile_protos(
-        &["proto/thanos/rpc.proto", "proto/thanos/info.proto", "proto/thanos/hints.proto"],
+        &[
+            "proto/thanos/rpc.proto",
+            "proto/thanos/info.proto",
+            "proto/thanos/hints.proto",
+        ],
         &includes,
     )?;
     println!("cargo:rerun-if-changed=proto");

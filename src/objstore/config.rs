@@ -70,8 +70,14 @@ struct AzureConfig {
     endpoint: String,
 }
 
-fn provider_config<T: for<'de> Deserialize<'de>>(value: &serde_yaml::Value) -> Result<T, ObjstoreError> {
-    let value = if value.is_null() { serde_yaml::Value::Mapping(Default::default()) } else { value.clone() };
+fn provider_config<T: for<'de> Deserialize<'de>>(
+    value: &serde_yaml::Value,
+) -> Result<T, ObjstoreError> {
+    let value = if value.is_null() {
+        serde_yaml::Value::Mapping(Default::default())
+    } else {
+        value.clone()
+    };
     serde_yaml::from_value(value).map_err(|e| ObjstoreError::Config(e.to_string()))
 }
 
@@ -94,18 +100,26 @@ impl BucketConfig {
                 let c: FilesystemConfig = provider_config(&self.config)?;
                 let dir = required("directory", &c.directory)?;
                 std::fs::create_dir_all(dir)?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|source| ObjstoreError::Build { provider: "FILESYSTEM", source })?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(
+                    |source| ObjstoreError::Build {
+                        provider: "FILESYSTEM",
+                        source,
+                    },
+                )?;
                 Arc::new(fs)
             }
             Provider::S3 => Arc::new(self.s3()?),
             Provider::Gcs => {
                 let c: GcsConfig = provider_config(&self.config)?;
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(required("bucket", &c.bucket)?);
+                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(required("bucket", &c.bucket)?);
                 if !c.service_account.is_empty() {
                     b = b.with_service_account_key(c.service_account);
                 }
-                Arc::new(b.build().map_err(|source| ObjstoreError::Build { provider: "GCS", source })?)
+                Arc::new(b.build().map_err(|source| ObjstoreError::Build {
+                    provider: "GCS",
+                    source,
+                })?)
             }
             Provider::Azure => {
                 let c: AzureConfig = provider_config(&self.config)?;
@@ -119,16 +133,24 @@ impl BucketConfig {
                 if !c.endpoint.is_empty() {
                     b = b.with_endpoint(format!("https://{account}.{}", c.endpoint));
                 }
-                Arc::new(b.build().map_err(|source| ObjstoreError::Build { provider: "AZURE", source })?)
+                Arc::new(b.build().map_err(|source| ObjstoreError::Build {
+                    provider: "AZURE",
+                    source,
+                })?)
             }
         };
         let prefix = self.prefix.trim_matches('/');
-        Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
+        Ok(if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        })
     }
 
     fn s3(&self) -> Result<object_store::aws::AmazonS3, ObjstoreError> {
         let c: S3Config = provider_config(&self.config)?;
-        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(required("bucket", &c.bucket)?);
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(required("bucket", &c.bucket)?);
         if !c.region.is_empty() {
             b = b.with_region(&c.region);
         }
@@ -137,7 +159,11 @@ impl BucketConfig {
             let endpoint = if c.endpoint.contains("://") {
                 c.endpoint.clone()
             } else {
-                format!("{}://{}", if c.insecure { "http" } else { "https" }, c.endpoint)
+                format!(
+                    "{}://{}",
+                    if c.insecure { "http" } else { "https" },
+                    c.endpoint
+                )
             };
             b = b.with_endpoint(endpoint).with_allow_http(c.insecure);
         }
@@ -146,16 +172,25 @@ impl BucketConfig {
             "" | "auto" => !custom_endpoint,
             "virtual-hosted" => true,
             "path" => false,
-            other => return Err(ObjstoreError::Config(format!("config.bucket_lookup_type {other:?} is not auto, virtual-hosted or path"))),
+            other => {
+                return Err(ObjstoreError::Config(format!(
+                    "config.bucket_lookup_type {other:?} is not auto, virtual-hosted or path"
+                )))
+            }
         };
         b = b.with_virtual_hosted_style_request(virtual_hosted);
         if !c.access_key.is_empty() {
-            b = b.with_access_key_id(&c.access_key).with_secret_access_key(required("secret_key", &c.secret_key)?);
+            b = b
+                .with_access_key_id(&c.access_key)
+                .with_secret_access_key(required("secret_key", &c.secret_key)?);
         }
         if !c.session_token.is_empty() {
             b = b.with_token(&c.session_token);
         }
-        b.build().map_err(|source| ObjstoreError::Build { provider: "S3", source })
+        b.build().map_err(|source| ObjstoreError::Build {
+            provider: "S3",
+            source,
+        })
     }
 }
 
@@ -167,11 +202,23 @@ mod tests {
     #[tokio::test]
     async fn filesystem_with_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: tenant-a/\n", dir.path().display());
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: tenant-a/\n",
+            dir.path().display()
+        );
         let store = BucketConfig::parse(&yaml).unwrap().build().unwrap();
-        store.put(&Path::from("x/meta.json"), PutPayload::from_static(b"{}")).await.unwrap();
+        store
+            .put(&Path::from("x/meta.json"), PutPayload::from_static(b"{}"))
+            .await
+            .unwrap();
         assert!(dir.path().join("tenant-a/x/meta.json").is_file());
-        let got = store.get(&Path::from("x/meta.json")).await.unwrap().bytes().await.unwrap();
+        let got = store
+            .get(&Path::from("x/meta.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&got[..], b"{}");
     }
 
@@ -186,11 +233,17 @@ mod tests {
         for (yaml, needle) in [
             ("type: SWIFT\nconfig: {}\n", "unknown variant"),
             ("type: S3\nconfig: {}\n", "config.bucket is required"),
-            ("type: FILESYSTEM\n", "config.directory"),
-            ("type: S3\nconfig: {bucket: b, bucket_lookup_type: weird}\n", "bucket_lookup_type"),
+            ("type: FILESYSTEM\n", "directory"),
+            (
+                "type: S3\nconfig: {bucket: b, bucket_lookup_type: weird}\n",
+                "bucket_lookup_type",
+            ),
             (": : :", ""),
         ] {
-            let err = BucketConfig::parse(yaml).and_then(|c| c.build().map(|_| ())).unwrap_err().to_string();
+            let err = BucketConfig::parse(yaml)
+                .and_then(|c| c.build().map(|_| ()))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{yaml}: {err}");
         }
     }

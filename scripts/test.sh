@@ -19,4 +19,7 @@ echo "using $(prometheus --version 2>&1 | head -1)"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets
+# Benchmarks run once each in test mode (a smoke test), then the test suite proper, last so
+# its summary closes the output.
+cargo test --locked --benches
+cargo test --locked

@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
 pub mod block;
+pub mod bucket;
 pub mod cli;
 pub mod gen;
 pub mod model;

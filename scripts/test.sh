@@ -20,6 +20,6 @@ echo "using $(prometheus --version 2>&1 | head -1)"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 # Benchmarks run once each in test mode (a smoke test), then the test suite proper, last so
-# its summary closes the output.
+# its summary closes the output (the crate has no doc tests).
 cargo test --locked --benches
-cargo test --locked
+cargo test --locked --lib --bins --tests

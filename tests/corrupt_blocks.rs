@@ -137,6 +137,22 @@ fn chunk_crc_and_meta_garbage() {
 }
 
 #[test]
+fn writer_refuses_series_without_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut series = vec![(Labels::from_pairs([("__name__", "empty")]), Vec::new())];
+    let err = write_block(
+        tmp.path(),
+        ulid::Ulid::from_parts(0, 1),
+        0,
+        1000,
+        &mut series,
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TsdbError::InvalidInput(_)), "{err}");
+}
+
+#[test]
 fn verify_command_fails_with_a_precise_message() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = make_block(tmp.path());

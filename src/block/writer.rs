@@ -87,11 +87,18 @@ impl BlockWriter {
     }
 
     /// Adds a series with its chunks; series must come in increasing label-set order.
+    /// A series needs at least one chunk: Prometheus never writes empty ones, and its tools
+    /// (promtool 2.42 `tsdb analyze`) crash on them.
     pub fn add_series(
         &mut self,
         labels: &[(&str, &str)],
         chunks: &[EncodedChunk<'_>],
     ) -> Result<()> {
+        if chunks.is_empty() {
+            return Err(TsdbError::InvalidInput(format!(
+                "series {labels:?} has no chunks"
+            )));
+        }
         self.metas.clear();
         for c in chunks {
             let chunk_ref = self

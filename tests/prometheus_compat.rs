@@ -182,29 +182,14 @@ fn stele_reads_promtool_blocks_exactly() {
     // And with a selector and a time range.
     let (min, max) = ("1767229200000", "1767236400000");
     let sel = r#"{__name__="requests_total",path=~"z.*|plain"}"#;
+    let range_and_match = ["--min-time", min, "--max-time", max, "--match", sel];
     let theirs = run(Command::new(&promtool)
-        .args([
-            "tsdb",
-            "dump",
-            "--min-time",
-            min,
-            "--max-time",
-            max,
-            "--match",
-            sel,
-        ])
+        .args(["tsdb", "dump"])
+        .args(range_and_match)
         .arg(&out));
     let ours = run(stele()
-        .args([
-            "block",
-            "dump",
-            "--min-time",
-            min,
-            "--max-time",
-            max,
-            "--match",
-            sel,
-        ])
+        .args(["block", "dump"])
+        .args(range_and_match)
         .arg(&out));
     assert!(!ours.is_empty());
     assert_eq!(ours, theirs);

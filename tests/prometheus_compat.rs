@@ -6,15 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::*;
 use stele::block::{list_blocks, verify_block, LocalBlock, MergedSeries};
 use stele::gen::profile::parse_profile;
-use stele::model::{Labels, MatchKind, Matcher};
-
-type SeriesMap = BTreeMap<Labels, Vec<(i64, u64)>>;
+use stele::model::{MatchKind, Matcher};
 
 fn all_series() -> Vec<Matcher> {
     vec![Matcher::new(MatchKind::Regex, "__name__", ".+").unwrap()]
@@ -41,104 +38,6 @@ fn read_with_stele(dir: &std::path::Path) -> SeriesMap {
             )
         })
         .collect()
-}
-
-/// NaNs compare equal whatever their payload, except the stale marker which must survive.
-fn canonical_bits(v: f64) -> u64 {
-    const STALE: u64 = 0x7ff0_0000_0000_0002;
-    if v.is_nan() && v.to_bits() != STALE {
-        f64::NAN.to_bits()
-    } else {
-        v.to_bits()
-    }
-}
-
-/// OpenMetrics text with awkward label values, special floats, counters and gauges over
-/// several 2h blocks; returns the text and the samples it holds.
-fn openmetrics_fixture() -> (String, SeriesMap) {
-    let values = [
-        "plain",
-        "zürich",
-        "日本語",
-        "with \\\"quotes\\\"",
-        "back\\\\slash",
-        "new\\nline",
-        "a,b=c{d}",
-    ];
-    let decoded = [
-        "plain",
-        "zürich",
-        "日本語",
-        "with \"quotes\"",
-        "back\\slash",
-        "new\nline",
-        "a,b=c{d}",
-    ];
-    let start_s: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-    let mut text = String::new();
-    let mut expected = SeriesMap::new();
-    text.push_str("# TYPE requests counter\n");
-    for (i, (raw, value)) in values.iter().zip(decoded).enumerate() {
-        let labels = Labels::from_pairs([
-            ("__name__", "requests_total"),
-            ("path", value),
-            ("idx", &i.to_string()),
-        ]);
-        let mut v = 0.0f64;
-        let mut samples = Vec::new();
-        // 5 hours at 30 s spanning three 2h blocks, with millisecond timestamps.
-        for k in 0..600i64 {
-            let ms = (start_s + k * 30) * 1000 + (k % 7) * 13;
-            v += (k % 5) as f64 + 0.25;
-            if k == 300 {
-                v = 0.0;
-            }
-            text.push_str(&format!(
-                "requests_total{{path=\"{raw}\",idx=\"{i}\"}} {v} {}.{:03}\n",
-                ms / 1000,
-                ms % 1000
-            ));
-            samples.push((ms, canonical_bits(v)));
-        }
-        expected.insert(labels, samples);
-    }
-    text.push_str("# TYPE temperature gauge\n");
-    let specials = [
-        f64::NAN,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        -0.5,
-        1e-300,
-        1.7976931348623157e308,
-        123456789.125,
-    ];
-    let mut samples = Vec::new();
-    for k in 0..300i64 {
-        let ms = (start_s + k * 60) * 1000;
-        let v = specials[k as usize % specials.len()];
-        let shown = if v.is_nan() {
-            "NaN".into()
-        } else if v.is_infinite() {
-            if v > 0.0 {
-                "+Inf".into()
-            } else {
-                "-Inf".into()
-            }
-        } else {
-            format!("{v:e}")
-        };
-        text.push_str(&format!(
-            "temperature{{room=\"lab\"}} {shown} {}\n",
-            ms / 1000
-        ));
-        samples.push((ms, canonical_bits(v)));
-    }
-    expected.insert(
-        Labels::from_pairs([("__name__", "temperature"), ("room", "lab")]),
-        samples,
-    );
-    text.push_str("# EOF\n");
-    (text, expected)
 }
 
 #[test]
@@ -251,41 +150,7 @@ fn prometheus_server_serves_stele_blocks_exactly() {
         .fold((i64::MAX, i64::MIN), |(lo, hi), (t, _)| {
             (lo.min(*t), hi.max(*t))
         });
-    // A range-vector selector returns raw samples: [end - range, end] in Prometheus 2.x.
-    let range_s = (max - min) / 1000 + 1;
-    let query = format!("{{__name__=~\".+\"}}[{range_s}s]");
-    let url = format!(
-        "{}/api/v1/query?query={}&time={}.{:03}",
-        server.url,
-        urlencode(&query),
-        max / 1000,
-        max % 1000
-    );
-    let (status, body) = http_get(&url).unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let result = json["data"]["result"].as_array().expect("matrix result");
-    let mut served = SeriesMap::new();
-    for series in result {
-        let labels = Labels::from_pairs(
-            series["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
-        );
-        let samples = series["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
-                let v: f64 = p[1].as_str().unwrap().parse().unwrap();
-                (t, canonical_bits(v))
-            })
-            .collect();
-        served.insert(labels, samples);
-    }
+    let served = prometheus_samples(&server, r#"{__name__=~".+"}"#, min, max);
     assert_eq!(served.len(), written.len(), "series count");
     for (labels, samples) in &written {
         assert_eq!(served.get(labels), Some(samples), "series {labels}");

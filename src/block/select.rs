@@ -6,48 +6,109 @@ use crate::tsdb::index::IndexReader;
 use crate::tsdb::Result;
 
 /// The series whose label sets satisfy all `matchers`, sorted by reference (= label order).
+pub fn postings_for_matchers(index: &IndexReader, matchers: &[Matcher]) -> Result<Vec<u64>> {
+    let plan = PostingsPlan::new(index, matchers)?;
+    let lists = plan
+        .keys()
+        .iter()
+        .map(|(n, v)| index.postings(n, v))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(plan.combine(lists))
+}
+
+/// Which postings lists answer a set of matchers, and how to combine them.
 ///
 /// Matchers that select the empty value (`l=""`, `l!="x"`, `l=~".*"`) cannot be answered
 /// by their own postings, since series lacking `l` appear in none; they subtract the postings
 /// of their inverse instead, starting from all series if no positive matcher narrows first.
-pub fn postings_for_matchers(index: &IndexReader, matchers: &[Matcher]) -> Result<Vec<u64>> {
-    let (subtractive, positive): (Vec<&Matcher>, Vec<&Matcher>) =
-        matchers.iter().partition(|m| m.matches_empty());
-    let mut result: Option<Vec<u64>> = None;
-    for m in positive {
-        let list = postings_for_values(index, m)?;
-        result = Some(match result {
-            None => list,
-            Some(acc) => intersect(&acc, &list),
-        });
-        if result.as_ref().is_some_and(Vec::is_empty) {
-            return Ok(Vec::new());
-        }
-    }
-    let mut acc = match result {
-        Some(acc) => acc,
-        None => index.all_postings()?,
-    };
-    for m in subtractive {
-        let inverse = m.inverse();
-        acc = subtract(&acc, &postings_for_values(index, &inverse)?);
-    }
-    Ok(acc)
+///
+/// Planning needs only label values (the index header); fetching the lists is up to the
+/// caller, so a remote reader can fetch them all in one batch.
+#[derive(Debug, Default)]
+pub struct PostingsPlan {
+    /// `(label name, value)` of every list to fetch, grouped by matcher.
+    keys: Vec<(String, String)>,
+    /// Per matcher: subtract (rather than intersect) its group, and its range in `keys`.
+    groups: Vec<(bool, std::ops::Range<usize>)>,
+    /// A positive matcher matches no value: nothing to fetch, no series.
+    empty: bool,
 }
 
-/// Union of the postings of every value of `m.name` that `m` matches (never the empty value:
-/// series without the label have no postings entry).
-fn postings_for_values(index: &IndexReader, m: &Matcher) -> Result<Vec<u64>> {
-    if m.kind == crate::model::MatchKind::Equal {
-        return index.postings(&m.name, &m.value);
-    }
-    let mut lists = Vec::new();
-    for value in index.label_values(&m.name)? {
-        if m.matches(&value) {
-            lists.push(index.postings(&m.name, &value)?);
+impl PostingsPlan {
+    pub fn new(index: &IndexReader, matchers: &[Matcher]) -> Result<Self> {
+        let (subtractive, positive): (Vec<&Matcher>, Vec<&Matcher>) =
+            matchers.iter().partition(|m| m.matches_empty());
+        let mut plan = PostingsPlan::default();
+        for m in &positive {
+            let start = plan.keys.len();
+            plan.add_values(index, m)?;
+            if plan.keys.len() == start {
+                return Ok(PostingsPlan {
+                    empty: true,
+                    ..Default::default()
+                });
+            }
+            plan.groups.push((false, start..plan.keys.len()));
         }
+        if positive.is_empty() {
+            plan.keys.push((String::new(), String::new()));
+            plan.groups.push((false, 0..1));
+        }
+        for m in subtractive {
+            let start = plan.keys.len();
+            plan.add_values(index, &m.inverse())?;
+            plan.groups.push((true, start..plan.keys.len()));
+        }
+        Ok(plan)
     }
-    Ok(union(lists))
+
+    fn add_values(&mut self, index: &IndexReader, m: &Matcher) -> Result<()> {
+        if m.kind == crate::model::MatchKind::Equal {
+            self.keys.push((m.name.clone(), m.value.clone()));
+            return Ok(());
+        }
+        for value in index.label_values(&m.name)? {
+            if m.matches(&value) {
+                self.keys.push((m.name.clone(), value));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lists to fetch, in the order [`PostingsPlan::combine`] expects them.
+    pub fn keys(&self) -> &[(String, String)] {
+        &self.keys
+    }
+
+    /// True when the matchers select nothing whatever the lists hold.
+    pub fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// Combines the fetched lists (one per key, sorted) into the matching references.
+    pub fn combine(&self, mut lists: Vec<Vec<u64>>) -> Vec<u64> {
+        if self.empty {
+            return Vec::new();
+        }
+        let mut acc: Option<Vec<u64>> = None;
+        for (subtract, range) in &self.groups {
+            let group = union(
+                lists[range.clone()]
+                    .iter_mut()
+                    .map(std::mem::take)
+                    .collect(),
+            );
+            acc = Some(match (acc, subtract) {
+                (None, _) => group,
+                (Some(a), false) => intersect(&a, &group),
+                (Some(a), true) => subtract_sorted(&a, &group),
+            });
+            if acc.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        acc.unwrap_or_default()
+    }
 }
 
 pub(crate) fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -67,7 +128,7 @@ pub(crate) fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
     out
 }
 
-pub(crate) fn subtract(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(crate) fn subtract_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
     let mut j = 0;
     let mut out = Vec::with_capacity(a.len());
     for &x in a {
@@ -81,7 +142,10 @@ pub(crate) fn subtract(a: &[u64], b: &[u64]) -> Vec<u64> {
     out
 }
 
-pub(crate) fn union(lists: Vec<Vec<u64>>) -> Vec<u64> {
+pub(crate) fn union(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
+    if lists.len() == 1 {
+        return lists.pop().unwrap_or_default();
+    }
     let mut all: Vec<u64> = lists.into_iter().flatten().collect();
     all.sort_unstable();
     all.dedup();
@@ -95,7 +159,7 @@ mod tests {
     #[test]
     fn set_operations() {
         assert_eq!(intersect(&[1, 3, 5, 7], &[3, 4, 5]), vec![3, 5]);
-        assert_eq!(subtract(&[1, 3, 5, 7], &[3, 4, 5]), vec![1, 7]);
+        assert_eq!(subtract_sorted(&[1, 3, 5, 7], &[3, 4, 5]), vec![1, 7]);
         assert_eq!(union(vec![vec![5, 1], vec![3, 1]]), vec![1, 3, 5]);
     }
 }

@@ -5,6 +5,7 @@ pub mod block;
 pub mod demo;
 pub mod gen;
 pub mod logging;
+pub mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the Thanos StoreAPI over the blocks of a bucket (the store gateway).
+    Store(Box<store::StoreArgs>),
     /// Generate demo data and inspect it: the zero-configuration tour.
     Demo(demo::DemoArgs),
     /// Generate realistic Prometheus TSDB blocks from a profile in bench-data/.
@@ -34,6 +37,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Store(args) => store::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Block(cmd) => block::run(cmd),

@@ -4,6 +4,7 @@
 //! `FILESYSTEM`, `S3`, `GCS` and `AZURE` are supported, with the optional top-level `prefix`.
 
 mod config;
+mod file;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 pub use config::{BucketConfig, Provider};
+pub use file::{BucketFile, FetchCounters};
 
 #[derive(Debug, Error)]
 pub enum ObjstoreError {

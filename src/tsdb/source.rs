@@ -16,6 +16,10 @@ pub enum ReadError {
     OutOfBounds { start: u64, end: u64, len: u64 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The storage behind the source failed (an object store request, say); usually
+    /// transient, unlike corruption.
+    #[error("{0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Random access to an immutable sequence of bytes.
@@ -31,12 +35,19 @@ pub trait ReadAt: Send + Sync {
         "<memory>"
     }
 
+    /// Reads several ranges at once, in the order given. Remote sources override this to
+    /// issue the reads concurrently; local ones just loop.
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        ranges.iter().map(|r| self.read_at(r.clone())).collect()
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-fn check_bounds(range: &Range<u64>, len: u64) -> Result<(), ReadError> {
+/// `Ok` when `range` is a valid range of a source of `len` bytes.
+pub fn check_bounds(range: &Range<u64>, len: u64) -> Result<(), ReadError> {
     if range.start > range.end || range.end > len {
         return Err(ReadError::OutOfBounds {
             start: range.start,
@@ -68,6 +79,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        (**self).read_ranges(ranges)
     }
 }
 

@@ -273,15 +273,21 @@ impl IndexReader {
         self.postings("", "")
     }
 
+    /// The source the index is read from (for batched reads of postings and series).
+    pub fn source(&self) -> &Arc<dyn ReadAt> {
+        &self.file.source
+    }
+
     /// The series section: `[start, end)`.
-    fn series_section(&self) -> Range<u64> {
+    pub fn series_section(&self) -> Range<u64> {
         if self.toc.series == 0 {
             return 0..0;
         }
         self.toc.series..self.toc.series_end(self.toc_start)
     }
 
-    fn series_offset(&self, series_ref: u64) -> Result<u64> {
+    /// File offset of the entry of `series_ref`, checked to lie in the series section.
+    pub fn series_offset(&self, series_ref: u64) -> Result<u64> {
         let off = match self.version {
             IndexVersion::V2 => series_ref.checked_mul(16),
             IndexVersion::V1 => Some(series_ref),
@@ -300,46 +306,74 @@ impl IndexReader {
         }
     }
 
-    /// Reads and CRC-checks the entry of `series_ref`, returning its refs undecoded.
-    pub fn series_refs(&self, series_ref: u64) -> Result<SeriesEntryRefs> {
-        let off = self.series_offset(series_ref)?;
+    /// Total length (length prefix, body and CRC) of the series entry at `off`, from a prefix
+    /// of its bytes; checked against the end of the series section.
+    pub fn series_entry_len(&self, off: u64, prefix: &[u8]) -> Result<u64> {
         let end = self.series_section().end;
         let err = |e| self.corrupt(Section::Series, off, e);
-        let first = self.read(Section::Series, off..end.min(off + SERIES_PREFIX))?;
-        let (len, n) = read_uvarint(&first).map_err(err)?;
-        let total = len
-            .checked_add(n as u64 + 4)
+        let (len, n) = read_uvarint(prefix).map_err(err)?;
+        len.checked_add(n as u64 + 4)
             .filter(|&t| off.checked_add(t).is_some_and(|e| e <= end))
             .ok_or_else(|| {
                 err(DecodeError::Invalid(format!(
                     "entry length {len} runs past the series section end at {end}"
                 )))
-            })?;
+            })
+    }
+
+    /// CRC-checks and decodes the series entry at `off` from bytes starting there.
+    pub fn decode_series_entry_at(
+        &self,
+        off: u64,
+        entry: &[u8],
+        out: &mut SeriesEntryRefs,
+    ) -> Result<()> {
+        let err = |e| self.corrupt(Section::Series, off, e);
+        let (body, _) = split_series_entry(entry).map_err(err)?;
+        decode_series_entry_into(body, self.version, out).map_err(err)
+    }
+
+    /// Reads and CRC-checks the entry of `series_ref`, returning its refs undecoded.
+    pub fn series_refs(&self, series_ref: u64) -> Result<SeriesEntryRefs> {
+        let off = self.series_offset(series_ref)?;
+        let end = self.series_section().end;
+        let first = self.read(Section::Series, off..end.min(off + SERIES_PREFIX))?;
+        let total = self.series_entry_len(off, &first)?;
         let entry = if total <= first.len() as u64 {
             first
         } else {
             self.read(Section::Series, off..off + total)?
         };
-        let (body, _) = split_series_entry(&entry).map_err(err)?;
         let mut out = SeriesEntryRefs::default();
-        decode_series_entry_into(body, self.version, &mut out).map_err(err)?;
+        self.decode_series_entry_at(off, &entry, &mut out)?;
         Ok(out)
+    }
+
+    /// Resolves `(name ref, value ref)` pairs of the series entry at `off` to strings.
+    pub fn resolve_labels<'a>(
+        &'a self,
+        off: u64,
+        refs: &[(u32, u32)],
+    ) -> Result<Vec<(&'a str, &'a str)>> {
+        let resolve = |r| {
+            self.symbols
+                .lookup(r)
+                .map_err(|e| self.corrupt(Section::Series, off, e))
+        };
+        refs.iter()
+            .map(|&(n, v)| Ok((resolve(n)?, resolve(v)?)))
+            .collect()
     }
 
     /// The series at `series_ref` (v2: offset / 16, v1: offset) with labels resolved.
     pub fn series(&self, series_ref: u64) -> Result<Series> {
         let refs = self.series_refs(series_ref)?;
         let off = self.series_offset(series_ref)?;
-        let mut labels = Vec::with_capacity(refs.labels.len());
-        for (n, v) in refs.labels {
-            let resolve = |r| {
-                self.symbols
-                    .lookup(r)
-                    .map(String::from)
-                    .map_err(|e| self.corrupt(Section::Series, off, e))
-            };
-            labels.push((resolve(n)?, resolve(v)?));
-        }
+        let labels = self
+            .resolve_labels(off, &refs.labels)?
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         Ok(Series {
             labels,
             chunks: refs.chunks,

@@ -1,0 +1,418 @@
+//! Index headers: the few parts of a block's index that every query needs, kept on local disk.
+//!
+//! Opening an index reads its header bytes, its TOC, the symbol table and the postings
+//! offset table; queries then only read postings lists and series entries by range. A header
+//! file holds exactly those opening regions, copied from the bucket with three rounds of
+//! ranged reads (never the whole index), and is memory-mapped. [`HeaderedIndex`] serves reads
+//! inside those regions from the mapping and everything else from the remote index, so the
+//! ordinary [`IndexReader`](crate::tsdb::index::IndexReader) runs over it unchanged.
+//!
+//! File layout (big-endian): magic `u32`, format version `u8`, index length `u64`, region
+//! count `u32`, then `(index offset u64, length u64)` per region, the region bytes in that
+//! order, and a CRC32C of everything before it. A file that fails any check is rebuilt.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::tsdb::encoding::{crc32c, Decbuf, DecodeError};
+use crate::tsdb::index::toc::TOC_LEN;
+use crate::tsdb::index::{Toc, HEADER_LEN};
+use crate::tsdb::source::{mmap_file, ReadAt, ReadError};
+use crate::tsdb::{Result, Section, TsdbError};
+
+pub const FILE_NAME: &str = "index-header";
+const MAGIC: u32 = 0x5354_4c48; // "STLH"
+const FORMAT_VERSION: u8 = 1;
+
+/// Copies the opening regions of `index` (header, symbol table, postings offset table, TOC)
+/// into the bytes of a header file.
+pub fn build(index: &dyn ReadAt) -> Result<Vec<u8>> {
+    let name = index.name().to_string();
+    let len = index.len();
+    let corrupt = |section, offset, e| TsdbError::corrupt(&name, section, offset, e);
+    let read = |section, ranges: &[Range<u64>]| {
+        index
+            .read_ranges(ranges)
+            .map_err(|e| TsdbError::read(&name, section, ranges[0].start, e))
+    };
+    let min_len = (HEADER_LEN + TOC_LEN) as u64;
+    if len < min_len {
+        return Err(corrupt(
+            Section::Toc,
+            0,
+            DecodeError::ShortRead {
+                needed: min_len as usize,
+                available: len as usize,
+            },
+        ));
+    }
+    let toc_start = len - TOC_LEN as u64;
+    let first = read(Section::Toc, &[0..HEADER_LEN as u64, toc_start..len])?;
+    let toc = Toc::decode(&first[1]).map_err(|e| corrupt(Section::Toc, toc_start, e))?;
+    let framed = [
+        (Section::Symbols, toc.symbols),
+        (Section::PostingsOffsetTable, toc.postings_table),
+    ];
+    for (section, off) in framed {
+        if off < HEADER_LEN as u64 || off + 8 > toc_start {
+            return Err(corrupt(
+                section,
+                off,
+                DecodeError::Invalid(format!("section offset {off} outside the index")),
+            ));
+        }
+    }
+    let length_ranges: Vec<Range<u64>> = framed.iter().map(|&(_, off)| off..off + 4).collect();
+    let lengths = read(Section::Symbols, &length_ranges)?;
+    let mut frame_ranges = Vec::with_capacity(2);
+    for ((section, off), b) in framed.iter().zip(&lengths) {
+        let n = u64::from(
+            Decbuf::new(b)
+                .be32()
+                .map_err(|e| corrupt(*section, *off, e))?,
+        );
+        let end = off + 4 + n + 4;
+        if end > toc_start {
+            return Err(corrupt(
+                *section,
+                *off,
+                DecodeError::Invalid(format!("length {n} runs past the TOC at {toc_start}")),
+            ));
+        }
+        frame_ranges.push(*off..end);
+    }
+    let frames = read(Section::Symbols, &frame_ranges)?;
+
+    let mut regions: Vec<(u64, Bytes)> = vec![
+        (0, first[0].clone()),
+        (toc_start, first[1].clone()),
+        (frame_ranges[0].start, frames[0].clone()),
+        (frame_ranges[1].start, frames[1].clone()),
+    ];
+    regions.sort_by_key(|r| r.0);
+    let data_len: usize = regions.iter().map(|r| r.1.len()).sum();
+    let mut out = Vec::with_capacity(17 + 16 * regions.len() + data_len + 4);
+    out.extend_from_slice(&MAGIC.to_be_bytes());
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&(regions.len() as u32).to_be_bytes());
+    for (off, b) in &regions {
+        out.extend_from_slice(&off.to_be_bytes());
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+    }
+    for (_, b) in &regions {
+        out.extend_from_slice(b);
+    }
+    let crc = crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
+/// Writes a header file atomically (temp file, fsync, rename), so a crash never leaves a
+/// half-written header under the final name.
+pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(FILE_NAME))
+}
+
+/// A validated, memory-mapped header file.
+pub struct IndexHeader {
+    map: Bytes,
+    index_len: u64,
+    /// `(range in the index, offset in the map)`, sorted by index offset.
+    regions: Vec<(Range<u64>, usize)>,
+}
+
+impl IndexHeader {
+    /// Maps and checks a header file: magic, version, region bounds and CRC.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = mmap_file(path).map_err(|e| TsdbError::io(path, e))?;
+        Self::parse(file.inner)
+            .map_err(|e| TsdbError::corrupt(&file.name, Section::IndexHeader, 0, e))
+    }
+
+    fn parse(map: Bytes) -> Result<Self, DecodeError> {
+        if map.len() < 21 {
+            return Err(DecodeError::ShortRead {
+                needed: 21,
+                available: map.len(),
+            });
+        }
+        let (body, crc) = map.split_at(map.len() - 4);
+        let stored = u32::from_be_bytes(crc.try_into().expect("4 bytes"));
+        if crc32c(body) != stored {
+            return Err(DecodeError::Invalid(
+                "index-header checksum mismatch".into(),
+            ));
+        }
+        let mut d = Decbuf::new(body);
+        if d.be32()? != MAGIC {
+            return Err(DecodeError::Invalid("not an index-header file".into()));
+        }
+        let version = d.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Invalid(format!(
+                "index-header format {version}, want {FORMAT_VERSION}"
+            )));
+        }
+        let index_len = d.be64()?;
+        let count = d.be32()? as usize;
+        let mut ranges = Vec::with_capacity(count.min(16));
+        for _ in 0..count {
+            let off = d.be64()?;
+            let len = d.be64()?;
+            let end = off
+                .checked_add(len)
+                .filter(|&e| e <= index_len)
+                .ok_or_else(|| {
+                    DecodeError::Invalid(format!("region {off}+{len} past the index"))
+                })?;
+            ranges.push(off..end);
+        }
+        let mut at = body.len() - d.len();
+        let mut regions = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let n = (r.end - r.start) as usize;
+            if at + n > body.len() {
+                return Err(DecodeError::ShortRead {
+                    needed: at + n,
+                    available: body.len(),
+                });
+            }
+            regions.push((r, at));
+            at += n;
+        }
+        regions.sort_by_key(|r| r.0.start);
+        Ok(IndexHeader {
+            map,
+            index_len,
+            regions,
+        })
+    }
+
+    /// Length of the index this header was built from.
+    pub fn index_len(&self) -> u64 {
+        self.index_len
+    }
+
+    /// Bytes of the mapping (what the header costs on disk).
+    pub fn size(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn local(&self, range: &Range<u64>) -> Option<Bytes> {
+        let i = self.regions.partition_point(|r| r.0.start <= range.start);
+        let (region, at) = self.regions.get(i.checked_sub(1)?)?;
+        if range.end > region.end {
+            return None;
+        }
+        let start = at + (range.start - region.start) as usize;
+        Some(
+            self.map
+                .slice(start..start + (range.end - range.start) as usize),
+        )
+    }
+}
+
+/// The index of a block: header regions from the local mapping, the rest from `remote`.
+pub struct HeaderedIndex {
+    header: IndexHeader,
+    remote: Arc<dyn ReadAt>,
+}
+
+impl HeaderedIndex {
+    pub fn new(header: IndexHeader, remote: Arc<dyn ReadAt>) -> Self {
+        HeaderedIndex { header, remote }
+    }
+
+    pub fn header(&self) -> &IndexHeader {
+        &self.header
+    }
+
+    /// The remote index, for batched reads of postings and series.
+    pub fn remote(&self) -> &Arc<dyn ReadAt> {
+        &self.remote
+    }
+}
+
+impl ReadAt for HeaderedIndex {
+    fn len(&self) -> u64 {
+        self.remote.len()
+    }
+
+    fn read_at(&self, range: Range<u64>) -> std::result::Result<Bytes, ReadError> {
+        match self.header.local(&range) {
+            Some(b) => Ok(b),
+            None => self.remote.read_at(range),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.remote.name()
+    }
+
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> std::result::Result<Vec<Bytes>, ReadError> {
+        if ranges.iter().all(|r| self.header.local(r).is_some()) {
+            return Ok(ranges.iter().filter_map(|r| self.header.local(r)).collect());
+        }
+        self.remote.read_ranges(ranges)
+    }
+}
+
+/// Loads `dir/index-header` if it is valid for `remote`, else builds and writes it anew.
+/// Returns the index and whether it was (re)built.
+pub fn open_or_build(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(HeaderedIndex, bool)> {
+    let path = dir.join(FILE_NAME);
+    if path.exists() {
+        match IndexHeader::load(&path) {
+            Ok(h) if h.index_len() == remote.len() => {
+                return Ok((HeaderedIndex::new(h, remote), false));
+            }
+            Ok(h) => tracing::warn!(
+                path = %path.display(),
+                header_index_len = h.index_len(),
+                index_len = remote.len(),
+                "index-header was built for another index; rebuilding"
+            ),
+            Err(e) => tracing::warn!(error = %e, "invalid index-header; rebuilding"),
+        }
+    }
+    let bytes = build(remote.as_ref())?;
+    write(dir, &bytes).map_err(|e| TsdbError::io(&path, e))?;
+    let header = IndexHeader::load(&path)?;
+    Ok((HeaderedIndex::new(header, remote), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::index::{IndexReader, IndexWriter};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Counts the bytes read through it.
+    struct Counting {
+        inner: Bytes,
+        bytes: AtomicU64,
+    }
+
+    impl ReadAt for Counting {
+        fn len(&self) -> u64 {
+            self.inner.len() as u64
+        }
+        fn read_at(&self, range: Range<u64>) -> std::result::Result<Bytes, ReadError> {
+            self.bytes
+                .fetch_add(range.end - range.start, Ordering::Relaxed);
+            self.inner.read_at(range)
+        }
+    }
+
+    fn sample_index() -> Bytes {
+        let mut w = IndexWriter::new(Vec::new()).unwrap();
+        let mut symbols: Vec<String> = vec!["__name__".into(), "job".into(), "up".into()];
+        for i in 0..300 {
+            symbols.push(format!("i{i:04}"));
+            symbols.push("instance".into());
+        }
+        symbols.sort();
+        symbols.dedup();
+        w.add_symbols(symbols.iter().map(String::as_str)).unwrap();
+        for i in 0..300 {
+            let inst = format!("i{i:04}");
+            w.add_series(
+                &[
+                    ("__name__", "up"),
+                    ("instance", inst.as_str()),
+                    ("job", "job"),
+                ],
+                &[crate::tsdb::index::ChunkMeta {
+                    min_time: 0,
+                    max_time: 10,
+                    chunk_ref: 8 + i,
+                }],
+            )
+            .unwrap();
+        }
+        Bytes::from(w.finish().unwrap())
+    }
+
+    #[test]
+    fn header_serves_opening_reads_and_queries_go_remote() {
+        let index = sample_index();
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(Counting {
+            inner: index.clone(),
+            bytes: AtomicU64::new(0),
+        });
+        let (h, built) = open_or_build(dir.path(), remote.clone()).unwrap();
+        assert!(built);
+        let fetched_to_build = remote.bytes.load(Ordering::Relaxed);
+        assert!(
+            fetched_to_build < index.len() as u64,
+            "never the whole index"
+        );
+
+        let reader = IndexReader::open(Arc::new(h)).unwrap();
+        assert_eq!(
+            remote.bytes.load(Ordering::Relaxed),
+            fetched_to_build,
+            "opening reads only header regions"
+        );
+        let direct = IndexReader::open(Arc::new(index.clone())).unwrap();
+        assert_eq!(reader.label_names().unwrap(), direct.label_names().unwrap());
+        assert_eq!(
+            reader.postings("instance", "i0123").unwrap(),
+            direct.postings("instance", "i0123").unwrap()
+        );
+        assert!(remote.bytes.load(Ordering::Relaxed) > fetched_to_build);
+
+        // Reused on the next start.
+        let (_, built) = open_or_build(dir.path(), remote.clone()).unwrap();
+        assert!(!built);
+    }
+
+    #[test]
+    fn corrupt_or_truncated_headers_are_rebuilt() {
+        let index = sample_index();
+        let dir = tempfile::tempdir().unwrap();
+        let remote: Arc<dyn ReadAt> = Arc::new(index.clone());
+        open_or_build(dir.path(), remote.clone()).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let good = std::fs::read(&path).unwrap();
+
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x40;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(IndexHeader::load(&path).is_err());
+        let (_, built) = open_or_build(dir.path(), remote.clone()).unwrap();
+        assert!(built);
+
+        std::fs::write(&path, &good[..good.len() / 3]).unwrap();
+        let (h, built) = open_or_build(dir.path(), remote).unwrap();
+        assert!(built);
+        IndexReader::open(Arc::new(h)).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_remote_index_is_an_error() {
+        let index = sample_index();
+        let short: Arc<dyn ReadAt> = Arc::new(index.slice(..index.len() / 2));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open_or_build(dir.path(), short).is_err());
+    }
+
+    #[test]
+    fn parse_never_panics_on_garbage() {
+        for n in 0..64usize {
+            let junk: Vec<u8> = (0..n * 7).map(|i| (i * 31 + n) as u8).collect();
+            let _ = IndexHeader::parse(Bytes::from(junk));
+        }
+    }
+}

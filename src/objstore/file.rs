@@ -1,0 +1,165 @@
+//! One object of the bucket seen as a [`ReadAt`]: every read is a ranged GET.
+//!
+//! The format readers are synchronous, so a read blocks the calling thread on the runtime.
+//! That is only allowed off the tokio worker threads: callers run block reads inside
+//! `spawn_blocking` (the store does), never on an async task.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::runtime::Handle;
+
+use crate::tsdb::source::{check_bounds, ReadAt, ReadError};
+
+/// How many ranged GETs of one batch run at once.
+const CONCURRENT_RANGE_READS: usize = 16;
+
+/// Totals of what was fetched from the bucket, shared by every file of a store.
+#[derive(Debug, Default)]
+pub struct FetchCounters {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+pub struct BucketFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    len: u64,
+    name: String,
+    runtime: Handle,
+    counters: Arc<FetchCounters>,
+}
+
+impl BucketFile {
+    /// A file of known length (from a listing or meta.json), so opening costs no request.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        len: u64,
+        runtime: Handle,
+        counters: Arc<FetchCounters>,
+    ) -> Self {
+        BucketFile {
+            name: format!("bucket:{path}"),
+            store,
+            path,
+            len,
+            runtime,
+            counters,
+        }
+    }
+
+    fn fetch(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        for r in ranges {
+            check_bounds(r, self.len)?;
+        }
+        let requested: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let result = self.runtime.block_on(async {
+            futures::stream::iter(ranges.iter().cloned())
+                .map(|r| self.store.get_range(&self.path, r))
+                .buffered(CONCURRENT_RANGE_READS)
+                .try_collect::<Vec<Bytes>>()
+                .await
+        });
+        self.counters
+            .requests
+            .fetch_add(ranges.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(parts) => {
+                self.counters.bytes.fetch_add(requested, Ordering::Relaxed);
+                for (p, r) in parts.iter().zip(ranges) {
+                    if p.len() as u64 != r.end - r.start {
+                        return Err(ReadError::Backend(
+                            format!(
+                                "{}: asked for {} bytes at {}, got {}",
+                                self.name,
+                                r.end - r.start,
+                                r.start,
+                                p.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                }
+                Ok(parts)
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(ReadError::Backend(Box::new(e)))
+            }
+        }
+    }
+}
+
+impl ReadAt for BucketFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+        if range.start == range.end {
+            check_bounds(&range, self.len)?;
+            return Ok(Bytes::new());
+        }
+        Ok(self.fetch(std::slice::from_ref(&range))?.remove(0))
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        self.fetch(ranges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[test]
+    fn ranges_are_fetched_and_counted() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("b/index");
+        rt.block_on(store.put(&path, Bytes::from_static(b"0123456789").into()))
+            .unwrap();
+        let counters = Arc::new(FetchCounters::default());
+        let f = BucketFile::new(store, path, 10, rt.handle().clone(), counters.clone());
+        let got = std::thread::spawn(move || {
+            let a = f.read_at(2..5).unwrap();
+            let many = f.read_ranges(&[0..1, 8..10]).unwrap();
+            let past_end = f.read_at(8..11).is_err();
+            (a, many, past_end)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(&got.0[..], b"234");
+        assert_eq!(
+            got.1,
+            vec![Bytes::from_static(b"0"), Bytes::from_static(b"89")]
+        );
+        assert!(got.2, "out-of-bounds reads are refused before any request");
+        assert_eq!(counters.requests.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.bytes.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn a_missing_object_is_a_backend_error() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let counters = Arc::new(FetchCounters::default());
+        let f = BucketFile::new(store, Path::from("gone"), 10, rt.handle().clone(), counters);
+        let err = std::thread::spawn(move || f.read_at(0..4).unwrap_err())
+            .join()
+            .unwrap();
+        assert!(matches!(err, ReadError::Backend(_)), "{err}");
+    }
+}

@@ -1,0 +1,429 @@
+//! The StoreAPI on the wire: tonic services adapting the store engine to Thanos' protocol.
+//!
+//! Thin by design: convert requests (matchers, hints, sharding) into engine queries, run them
+//! on the blocking pool, and convert results back. Series frames are streamed through a
+//! bounded channel, so a slow client slows the query instead of growing memory.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::model::{Labels, MatchKind, Matcher};
+use crate::proto::hintspb;
+use crate::proto::thanos::{self, info};
+use crate::store::{
+    BucketStore, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
+    ShardSpec, StoreError, StoreInfo,
+};
+use crate::tsdb::chunks::ChunkEncoding;
+
+/// Thanos allows messages up to 2^31-1 bytes on both ends.
+pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+/// Frames buffered between the query thread and the client.
+const STREAM_BUFFER: usize = 32;
+const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// `thanos.Store` and `thanos.info.Info` over one [`BucketStore`].
+#[derive(Clone)]
+pub struct StoreApi {
+    store: Arc<BucketStore>,
+    /// `--store.grpc.series-max-concurrency`: Series requests running at once.
+    series_gate: Arc<Semaphore>,
+}
+
+impl StoreApi {
+    pub fn new(store: Arc<BucketStore>, series_max_concurrency: usize) -> Self {
+        StoreApi {
+            store,
+            series_gate: Arc::new(Semaphore::new(series_max_concurrency.max(1))),
+        }
+    }
+
+    pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi> {
+        thanos::store_server::StoreServer::new(self.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    pub fn info_server(&self) -> info::info_server::InfoServer<StoreApi> {
+        info::info_server::InfoServer::new(self.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+}
+
+fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::InvalidArgument(m) => Status::invalid_argument(m),
+        StoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
+        StoreError::Unavailable(m) => Status::unavailable(m),
+        StoreError::Internal(m) => Status::internal(m),
+        StoreError::NotReady => Status::unavailable(StoreError::NotReady.to_string()),
+    }
+}
+
+fn matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
+    ms.iter()
+        .map(|m| {
+            let kind = match thanos::label_matcher::Type::try_from(m.r#type) {
+                Ok(thanos::label_matcher::Type::Eq) => MatchKind::Equal,
+                Ok(thanos::label_matcher::Type::Neq) => MatchKind::NotEqual,
+                Ok(thanos::label_matcher::Type::Re) => MatchKind::Regex,
+                Ok(thanos::label_matcher::Type::Nre) => MatchKind::NotRegex,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )))
+                }
+            };
+            Matcher::new(kind, &m.name, &m.value)
+                .map_err(|e| Status::invalid_argument(e.to_string()))
+        })
+        .collect()
+}
+
+/// Decodes a hints message of type `M` from an `Any`; absent hints are the default.
+fn hints<M: Message + Default>(any: &Option<prost_types::Any>, name: &str) -> Result<M, Status> {
+    match any {
+        None => Ok(M::default()),
+        Some(a) if a.type_url.ends_with(name) => M::decode(a.value.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("invalid {name}: {e}"))),
+        Some(a) => Err(Status::invalid_argument(format!(
+            "unexpected hints type {}, want {name}",
+            a.type_url
+        ))),
+    }
+}
+
+fn any<M: Message>(name: &str, m: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("{TYPE_URL_PREFIX}{name}"),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn partial_response(disabled: bool, strategy: i32) -> bool {
+    !disabled && strategy != thanos::PartialResponseStrategy::Abort as i32
+}
+
+fn labels_to_proto(l: &Labels) -> Vec<thanos::Label> {
+    l.iter()
+        .map(|l| thanos::Label {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+fn series_to_proto(s: SeriesOut) -> thanos::Series {
+    thanos::Series {
+        labels: labels_to_proto(&s.labels),
+        chunks: s
+            .chunks
+            .into_iter()
+            .map(|c| thanos::AggrChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                raw: Some(thanos::Chunk {
+                    r#type: chunk_type(c.encoding) as i32,
+                    data: c.data,
+                    hash: c.hash,
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// Thanos numbers encodings from 0 (XOR); Prometheus from 1.
+fn chunk_type(e: ChunkEncoding) -> thanos::chunk::Encoding {
+    match e {
+        ChunkEncoding::Histogram => thanos::chunk::Encoding::Histogram,
+        ChunkEncoding::FloatHistogram => thanos::chunk::Encoding::FloatHistogram,
+        _ => thanos::chunk::Encoding::Xor,
+    }
+}
+
+fn stats_to_proto(s: &QueryStats) -> hintspb::QueryStats {
+    let dur = |d: std::time::Duration| prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    };
+    hintspb::QueryStats {
+        blocks_queried: s.blocks_queried,
+        merged_series_count: s.merged_series_count,
+        merged_chunks_count: s.merged_chunks_count,
+        postings_touched: s.postings_touched,
+        postings_touched_size_sum: s.postings_touched_size_sum,
+        postings_to_fetch: s.postings_to_fetch,
+        postings_fetched: s.postings_fetched,
+        postings_fetched_size_sum: s.postings_fetched_size_sum,
+        postings_fetch_count: s.postings_fetch_count,
+        series_touched: s.series_touched,
+        series_touched_size_sum: s.series_touched_size_sum,
+        series_fetched: s.series_fetched,
+        series_fetched_size_sum: s.series_fetched_size_sum,
+        series_fetch_count: s.series_fetch_count,
+        chunks_touched: s.chunks_touched,
+        chunks_touched_size_sum: s.chunks_touched_size_sum,
+        chunks_fetched: s.chunks_fetched,
+        chunks_fetched_size_sum: s.chunks_fetched_size_sum,
+        chunks_fetch_count: s.chunks_fetch_count,
+        data_downloaded_size_sum: s.data_downloaded_size_sum,
+        get_all_duration: Some(dur(s.get_all_duration)),
+        merge_duration: Some(dur(s.merge_duration)),
+    }
+}
+
+fn series_hints(summary: &SeriesSummary) -> prost_types::Any {
+    any(
+        "hintspb.SeriesResponseHints",
+        &hintspb::SeriesResponseHints {
+            queried_blocks: summary
+                .queried_blocks
+                .iter()
+                .map(|id| hintspb::Block { id: id.to_string() })
+                .collect(),
+            query_stats: Some(stats_to_proto(&summary.stats)),
+        },
+    )
+}
+
+fn series_query(r: &thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
+    let req_hints: hintspb::SeriesRequestHints = hints(&r.hints, "hintspb.SeriesRequestHints")?;
+    let shard = r
+        .shard_info
+        .as_ref()
+        .filter(|s| s.total_shards > 1)
+        .map(|s| {
+            if s.shard_index < 0 || s.shard_index >= s.total_shards {
+                return Err(Status::invalid_argument(format!(
+                    "shard index {} outside 0..{}",
+                    s.shard_index, s.total_shards
+                )));
+            }
+            Ok(ShardSpec {
+                shard_index: s.shard_index as u64,
+                total_shards: s.total_shards as u64,
+                by: s.by,
+                labels: s.labels.clone(),
+            })
+        })
+        .transpose()?;
+    Ok(SeriesQuery {
+        min_time: r.min_time,
+        max_time: r.max_time,
+        matchers: matchers(&r.matchers)?,
+        skip_chunks: r.skip_chunks,
+        without_replica_labels: r.without_replica_labels.clone(),
+        limit: r.limit.max(0) as u64,
+        shard,
+        block_matchers: matchers(&req_hints.block_matchers)?,
+        partial_response: partial_response(
+            r.partial_response_disabled,
+            r.partial_response_strategy,
+        ),
+    })
+}
+
+fn info_response(i: &StoreInfo) -> info::InfoResponse {
+    info::InfoResponse {
+        label_sets: i
+            .label_sets
+            .iter()
+            .map(|l| thanos::ZLabelSet {
+                labels: labels_to_proto(l),
+            })
+            .collect(),
+        component_type: "store".into(),
+        store: Some(info::StoreInfo {
+            min_time: i.min_time,
+            max_time: i.max_time,
+            supports_sharding: true,
+            supports_without_replica_labels: true,
+            tsdb_infos: i
+                .tsdb_infos
+                .iter()
+                .map(|(l, min, max)| info::TsdbInfo {
+                    labels: Some(thanos::ZLabelSet {
+                        labels: labels_to_proto(l),
+                    }),
+                    min_time: *min,
+                    max_time: *max,
+                })
+                .collect(),
+            supports_projections: false,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+        .map_err(status)
+}
+
+#[tonic::async_trait]
+impl info::info_server::Info for StoreApi {
+    async fn info(
+        &self,
+        _: Request<info::InfoRequest>,
+    ) -> Result<Response<info::InfoResponse>, Status> {
+        let i = self.store.info().map_err(status)?;
+        Ok(Response::new(info_response(&i)))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::store_server::Store for StoreApi {
+    /// The legacy discovery call of queriers before v0.37.
+    async fn info(
+        &self,
+        _: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        let i = self.store.info().map_err(status)?;
+        Ok(Response::new(thanos::InfoResponse {
+            labels: i
+                .label_sets
+                .first()
+                .map(labels_to_proto)
+                .unwrap_or_default(),
+            min_time: i.min_time,
+            max_time: i.max_time,
+            store_type: thanos::StoreType::Store as i32,
+            label_sets: i
+                .label_sets
+                .iter()
+                .map(|l| thanos::LabelSet {
+                    labels: labels_to_proto(l),
+                })
+                .collect(),
+        }))
+    }
+
+    type SeriesStream = ReceiverStream<Result<thanos::SeriesResponse, Status>>;
+
+    async fn series(
+        &self,
+        request: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = request.into_inner();
+        let query = series_query(&r)?;
+        let batch_size = r.response_batch_size.max(1) as usize;
+        let permit = self
+            .series_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            use thanos::series_response::Result as Frame;
+            let send = |f: Frame| {
+                tx.blocking_send(Ok(thanos::SeriesResponse { result: Some(f) }))
+                    .is_ok()
+            };
+            let mut pending: Vec<thanos::Series> = Vec::new();
+            let flush = |pending: &mut Vec<thanos::Series>| {
+                pending.is_empty()
+                    || send(Frame::Batch(thanos::SeriesBatch {
+                        series: std::mem::take(pending),
+                    }))
+            };
+            let result = {
+                let mut emit = |ev: SeriesEvent| match ev {
+                    SeriesEvent::Series(s) if batch_size <= 1 => {
+                        send(Frame::Series(series_to_proto(s)))
+                    }
+                    SeriesEvent::Series(s) => {
+                        pending.push(series_to_proto(s));
+                        pending.len() < batch_size || flush(&mut pending)
+                    }
+                    SeriesEvent::Warning(w) => send(Frame::Warning(w)),
+                };
+                store.series(&query, &mut emit)
+            };
+            match result {
+                Ok(summary) => {
+                    if flush(&mut pending) {
+                        send(Frame::Hints(series_hints(&summary)));
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(status(e)));
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let r = request.into_inner();
+        let h: hintspb::LabelNamesRequestHints = hints(&r.hints, "hintspb.LabelNamesRequestHints")?;
+        let q = LabelsQuery {
+            min_time: r.start,
+            max_time: r.end,
+            matchers: matchers(&r.matchers)?,
+            without_replica_labels: r.without_replica_labels,
+            limit: r.limit.max(0) as u64,
+            block_matchers: matchers(&h.block_matchers)?,
+            partial_response: partial_response(
+                r.partial_response_disabled,
+                r.partial_response_strategy,
+            ),
+        };
+        let store = self.store.clone();
+        let (names, warnings) = blocking(move || store.label_names(&q)).await?;
+        Ok(Response::new(thanos::LabelNamesResponse {
+            names,
+            warnings,
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let r = request.into_inner();
+        if r.label.is_empty() {
+            return Err(Status::invalid_argument("label name is required"));
+        }
+        let h: hintspb::LabelValuesRequestHints =
+            hints(&r.hints, "hintspb.LabelValuesRequestHints")?;
+        let q = LabelsQuery {
+            min_time: r.start,
+            max_time: r.end,
+            matchers: matchers(&r.matchers)?,
+            without_replica_labels: r.without_replica_labels,
+            limit: r.limit.max(0) as u64,
+            block_matchers: matchers(&h.block_matchers)?,
+            partial_response: partial_response(
+                r.partial_response_disabled,
+                r.partial_response_strategy,
+            ),
+        };
+        let store = self.store.clone();
+        let label = r.label;
+        let (values, warnings) = blocking(move || store.label_values(&label, &q)).await?;
+        Ok(Response::new(thanos::LabelValuesResponse {
+            values,
+            warnings,
+            hints: None,
+        }))
+    }
+}

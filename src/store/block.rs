@@ -1,0 +1,436 @@
+//! One block of the bucket, as the store reads it: a local index header, the remote index
+//! for postings and series, and the remote chunk segments.
+//!
+//! Everything here is synchronous and may block on the bucket: call it from the blocking
+//! pool, never from an async task.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use tokio::runtime::Handle;
+use ulid::Ulid;
+
+use super::fetch::{plan_cost, read_coalesced, FetchCost, MAX_GAP};
+use super::{QueryCtx, StoreError};
+use crate::block::PostingsPlan;
+use crate::index_header;
+use crate::model::{Labels, Matcher};
+use crate::objstore::{BucketFile, FetchCounters};
+use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
+use crate::tsdb::encoding::read_uvarint;
+use crate::tsdb::index::{decode_postings_list, ChunkMeta, IndexReader, SeriesEntryRefs};
+use crate::tsdb::meta::BlockMeta;
+use crate::tsdb::{Section, TsdbError};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// First guess of a series entry's length when the next wanted entry does not bound it.
+const SERIES_GUESS: u64 = 512;
+/// First guess of a chunk record's length (an XOR chunk of 120 samples is usually smaller).
+const CHUNK_GUESS: u64 = 1024;
+/// The file name of the label the relabelling and block matchers see the block ID as.
+pub const BLOCK_ID_LABEL: &str = "__block_id";
+
+pub struct BucketBlock {
+    pub id: Ulid,
+    pub meta: BlockMeta,
+    /// The block's external labels (`thanos.labels` in meta.json).
+    pub ext_labels: Labels,
+    index: IndexReader,
+    segments: Vec<Arc<BucketFile>>,
+    /// Local state (the index header), removed when the block goes away.
+    pub dir: PathBuf,
+    /// Whether opening had to build the index header (false: reused from disk).
+    pub header_built: bool,
+    pub header_size: u64,
+}
+
+/// A series of one block that matched: its full label set and its chunks in the range.
+pub struct BlockSeries {
+    pub labels: Labels,
+    pub chunks: Vec<ChunkMeta>,
+}
+
+/// A chunk as stored, with its time range and xxhash64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub encoding: ChunkEncoding,
+    pub data: Bytes,
+    pub hash: u64,
+}
+
+impl BucketBlock {
+    /// Opens a block from its file listing (`index`, `chunks/000001`, ... with sizes):
+    /// loads or builds the index header under `dir`.
+    pub fn open(
+        bucket: Arc<dyn ObjectStore>,
+        meta: BlockMeta,
+        files: &BTreeMap<String, u64>,
+        dir: &Path,
+        runtime: Handle,
+        counters: Arc<FetchCounters>,
+    ) -> Result<Self> {
+        let id = Ulid::from_string(&meta.ulid)
+            .map_err(|e| TsdbError::invalid(&meta.ulid, Section::Meta, 0, e.to_string()))?;
+        let file = |rel: &str, len: u64| {
+            Arc::new(BucketFile::new(
+                bucket.clone(),
+                object_store::path::Path::from(format!("{id}/{rel}")),
+                len,
+                runtime.clone(),
+                counters.clone(),
+            ))
+        };
+        let missing = |what: &str| {
+            TsdbError::invalid(
+                &format!("bucket:{id}"),
+                Section::IndexHeader,
+                0,
+                format!("block has no {what}"),
+            )
+        };
+        let index_len = *files.get("index").ok_or_else(|| missing("index file"))?;
+        let mut segments = Vec::new();
+        for (rel, &len) in files.range("chunks/".to_string()..) {
+            let Some(name) = rel.strip_prefix("chunks/") else {
+                break;
+            };
+            let expected = crate::tsdb::chunks::segment_file_name(segments.len() as u32);
+            if name != expected {
+                return Err(TsdbError::invalid(
+                    &format!("bucket:{id}/{rel}"),
+                    Section::ChunkSegmentHeader,
+                    0,
+                    format!("chunk segments are not numbered 000001.. without gaps (expected {expected})"),
+                ).into());
+            }
+            segments.push(file(rel, len));
+        }
+        if segments.is_empty() && meta.stats.num_chunks > 0 {
+            return Err(missing("chunk segments").into());
+        }
+        let (headered, header_built) = index_header::open_or_build(dir, file("index", index_len))?;
+        let header_size = headered.header().size();
+        let index = IndexReader::open(Arc::new(headered) as Arc<dyn crate::tsdb::source::ReadAt>)?;
+        let ext_labels = Labels::from_pairs(
+            meta.thanos
+                .as_ref()
+                .map(|t| t.labels.clone())
+                .unwrap_or_default(),
+        );
+        Ok(BucketBlock {
+            id,
+            meta,
+            ext_labels,
+            index,
+            segments,
+            dir: dir.to_path_buf(),
+            header_built,
+            header_size,
+        })
+    }
+
+    /// The labels block matchers and relabelling see: external labels and `__block_id`.
+    pub fn block_labels(&self) -> Labels {
+        let id = self.id.to_string();
+        Labels::from_pairs(
+            self.ext_labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .chain([(BLOCK_ID_LABEL, id.as_str())]),
+        )
+    }
+
+    pub fn overlaps(&self, min_time: i64, max_time: i64) -> bool {
+        // meta.max_time is exclusive.
+        self.meta.min_time <= max_time && self.meta.max_time > min_time
+    }
+
+    /// The matchers left for the index once those on external labels are applied to the
+    /// block as a whole; `None` when an external label contradicts one.
+    pub fn index_matchers(&self, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+        let mut left = Vec::with_capacity(matchers.len());
+        for m in matchers {
+            match self.ext_labels.get(&m.name) {
+                Some(v) if !m.matches(v) => return None,
+                Some(_) => {}
+                None => left.push(m.clone()),
+            }
+        }
+        Some(left)
+    }
+
+    /// Series references matching `matchers` (none on external labels).
+    pub fn postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<Vec<u64>> {
+        let plan = PostingsPlan::new(&self.index, matchers)?;
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
+        for (i, (name, value)) in plan.keys().iter().enumerate() {
+            if let Some(r) = self.index.postings_range(name, value)? {
+                wanted.push((i, r));
+            }
+        }
+        wanted.sort_by_key(|w| w.1.start);
+        let ranges: Vec<Range<u64>> = wanted.iter().map(|w| w.1.clone()).collect();
+        let (bytes, cost) = self.read_index(Section::Postings, &ranges, ctx)?;
+        ctx.stats.postings_touched += plan.keys().len() as i64;
+        ctx.stats.postings_touched_size_sum +=
+            ranges.iter().map(|r| (r.end - r.start) as i64).sum::<i64>();
+        ctx.stats.postings_to_fetch += ranges.len() as i64;
+        ctx.stats.postings_fetched += ranges.len() as i64;
+        ctx.stats.postings_fetched_size_sum += cost.bytes as i64;
+        ctx.stats.postings_fetch_count += cost.requests as i64;
+
+        let mut lists = vec![Vec::new(); plan.keys().len()];
+        for ((i, range), b) in wanted.iter().zip(bytes) {
+            let list = decode_postings_list(&b).map_err(|e| {
+                TsdbError::corrupt(self.index.name(), Section::Postings, range.start, e)
+            })?;
+            lists[*i] = list.into_iter().map(u64::from).collect();
+        }
+        Ok(plan.combine(lists))
+    }
+
+    /// Reads index ranges from the bucket, within the request's download budget.
+    fn read_index(
+        &self,
+        section: Section,
+        ranges: &[Range<u64>],
+        ctx: &mut QueryCtx,
+    ) -> Result<(Vec<Bytes>, FetchCost)> {
+        ctx.reserve(plan_cost(ranges, MAX_GAP).bytes)?;
+        let (bytes, cost) =
+            read_coalesced(self.index.source().as_ref(), ranges, MAX_GAP).map_err(|e| {
+                TsdbError::read(
+                    self.index.name(),
+                    section,
+                    ranges.first().map_or(0, |r| r.start),
+                    e,
+                )
+            })?;
+        ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
+        Ok((bytes, cost))
+    }
+
+    /// Reads the entries of `refs` (sorted) and returns, in the same order, each series'
+    /// labels (with the external labels, which win over the series' own) and its chunks
+    /// overlapping `[min_time, max_time]`; series without such chunks are left out.
+    pub fn series(
+        &self,
+        refs: &[u64],
+        min_time: i64,
+        max_time: i64,
+        ctx: &mut QueryCtx,
+    ) -> Result<Vec<BlockSeries>> {
+        let section_end = self.index.series_section().end;
+        let offsets = refs
+            .iter()
+            .map(|&r| self.index.series_offset(r))
+            .collect::<Result<Vec<u64>, TsdbError>>()?;
+        let ranges: Vec<Range<u64>> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &off)| {
+                let bound = offsets.get(i + 1).copied().unwrap_or(section_end);
+                off..bound.min(off + SERIES_GUESS).min(section_end)
+            })
+            .collect();
+        let (mut entries, cost) = self.read_index(Section::Series, &ranges, ctx)?;
+        ctx.stats.series_fetch_count += cost.requests as i64;
+        ctx.stats.series_fetched_size_sum += cost.bytes as i64;
+
+        // Entries longer than their first read get a second, exact one.
+        let mut longer: Vec<(usize, Range<u64>)> = Vec::new();
+        for (i, (&off, b)) in offsets.iter().zip(&entries).enumerate() {
+            let total = self.index.series_entry_len(off, b)?;
+            if total > b.len() as u64 {
+                longer.push((i, off..off + total));
+            }
+        }
+        if !longer.is_empty() {
+            let ranges: Vec<Range<u64>> = longer.iter().map(|l| l.1.clone()).collect();
+            let (bytes, cost) = self.read_index(Section::Series, &ranges, ctx)?;
+            ctx.stats.series_fetch_count += cost.requests as i64;
+            ctx.stats.series_fetched_size_sum += cost.bytes as i64;
+            for ((i, _), b) in longer.into_iter().zip(bytes) {
+                entries[i] = b;
+            }
+        }
+
+        let mut out = Vec::with_capacity(refs.len());
+        let mut refs_buf = SeriesEntryRefs::default();
+        for (&off, entry) in offsets.iter().zip(&entries) {
+            self.index
+                .decode_series_entry_at(off, entry, &mut refs_buf)?;
+            ctx.stats.series_touched += 1;
+            ctx.stats.series_touched_size_sum += entry.len() as i64;
+            refs_buf
+                .chunks
+                .retain(|c| c.max_time >= min_time && c.min_time <= max_time);
+            if refs_buf.chunks.is_empty() {
+                continue;
+            }
+            let own = self.index.resolve_labels(off, &refs_buf.labels)?;
+            let labels = Labels::from_pairs(
+                own.into_iter().chain(
+                    self.ext_labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str())),
+                ),
+            );
+            out.push(BlockSeries {
+                labels,
+                chunks: std::mem::take(&mut refs_buf.chunks),
+            });
+        }
+        ctx.stats.series_fetched += out.len() as i64;
+        Ok(out)
+    }
+
+    /// Fetches chunks by their metas, returned in the order asked.
+    pub fn chunks(&self, metas: &[ChunkMeta], ctx: &mut QueryCtx) -> Result<Vec<StoredChunk>> {
+        let mut order: Vec<usize> = (0..metas.len()).collect();
+        order.sort_by_key(|&i| metas[i].chunk_ref);
+        let mut out: Vec<Option<StoredChunk>> = vec![None; metas.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let (segment, _) = split_chunk_ref(metas[order[start]].chunk_ref);
+            let end = start
+                + order[start..]
+                    .iter()
+                    .take_while(|&&i| split_chunk_ref(metas[i].chunk_ref).0 == segment)
+                    .count();
+            self.segment_chunks(segment, &order[start..end], metas, &mut out, ctx)?;
+            start = end;
+        }
+        Ok(out
+            .into_iter()
+            .map(|c| c.expect("every chunk filled"))
+            .collect())
+    }
+
+    fn segment_chunks(
+        &self,
+        segment: u32,
+        order: &[usize],
+        metas: &[ChunkMeta],
+        out: &mut [Option<StoredChunk>],
+        ctx: &mut QueryCtx,
+    ) -> Result<()> {
+        let file = self.segments.get(segment as usize).ok_or_else(|| {
+            TsdbError::invalid(
+                self.index.name(),
+                Section::Series,
+                0,
+                format!(
+                    "chunk reference into segment {} of {}",
+                    segment + 1,
+                    self.segments.len()
+                ),
+            )
+        })?;
+        let seg_len = crate::tsdb::source::ReadAt::len(file.as_ref());
+        let name = crate::tsdb::source::ReadAt::name(file.as_ref()).to_string();
+        let offsets: Vec<u64> = order
+            .iter()
+            .map(|&i| u64::from(split_chunk_ref(metas[i].chunk_ref).1))
+            .collect();
+        let mut ranges = Vec::with_capacity(offsets.len());
+        for (k, &off) in offsets.iter().enumerate() {
+            if off >= seg_len {
+                return Err(TsdbError::invalid(
+                    &name,
+                    Section::ChunkRecord,
+                    off,
+                    format!("chunk offset past the segment end {seg_len}"),
+                )
+                .into());
+            }
+            let next = offsets
+                .get(k + 1)
+                .copied()
+                .filter(|&n| n > off)
+                .unwrap_or(seg_len);
+            ranges.push(off..next.min(off + CHUNK_GUESS).min(seg_len));
+        }
+        let read = |ranges: &[Range<u64>], ctx: &mut QueryCtx| -> Result<(Vec<Bytes>, FetchCost)> {
+            ctx.reserve(plan_cost(ranges, MAX_GAP).bytes)?;
+            let (bytes, cost) = read_coalesced(file.as_ref(), ranges, MAX_GAP)
+                .map_err(|e| TsdbError::read(&name, Section::ChunkRecord, ranges[0].start, e))?;
+            ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
+            Ok((bytes, cost))
+        };
+        let (mut records, cost) = read(&ranges, ctx)?;
+        ctx.stats.chunks_fetch_count += cost.requests as i64;
+        ctx.stats.chunks_fetched_size_sum += cost.bytes as i64;
+
+        let mut longer: Vec<(usize, Range<u64>)> = Vec::new();
+        for (k, (&off, b)) in offsets.iter().zip(&records).enumerate() {
+            let (len, n) = read_uvarint(b)
+                .map_err(|e| TsdbError::corrupt(&name, Section::ChunkRecord, off, e))?;
+            let total = len.saturating_add(n as u64 + 1 + 4);
+            if total > b.len() as u64 {
+                if off.saturating_add(total) > seg_len {
+                    return Err(TsdbError::invalid(
+                        &name,
+                        Section::ChunkRecord,
+                        off,
+                        format!("record of {total} bytes runs past the segment end {seg_len}"),
+                    )
+                    .into());
+                }
+                longer.push((k, off..off + total));
+            }
+        }
+        if !longer.is_empty() {
+            let ranges: Vec<Range<u64>> = longer.iter().map(|l| l.1.clone()).collect();
+            let (bytes, cost) = read(&ranges, ctx)?;
+            ctx.stats.chunks_fetch_count += cost.requests as i64;
+            ctx.stats.chunks_fetched_size_sum += cost.bytes as i64;
+            for ((k, _), b) in longer.into_iter().zip(bytes) {
+                records[k] = b;
+            }
+        }
+        for ((&i, &off), record) in order.iter().zip(&offsets).zip(&records) {
+            let (encoding, data, used) = decode_chunk_record(record)
+                .map_err(|e| TsdbError::corrupt(&name, Section::ChunkRecord, off, e))?;
+            let data = record.slice_ref(data);
+            ctx.stats.chunks_touched += 1;
+            ctx.stats.chunks_touched_size_sum += used as i64;
+            ctx.stats.chunks_fetched += 1;
+            out[i] = Some(StoredChunk {
+                min_time: metas[i].min_time,
+                max_time: metas[i].max_time,
+                encoding,
+                hash: xxhash_rust::xxh64::xxh64(&data, 0),
+                data,
+            });
+        }
+        Ok(())
+    }
+
+    /// Label names of the block (external ones included), sorted.
+    pub fn label_names(&self) -> Result<Vec<String>> {
+        let mut names = self.index.label_names()?;
+        names.extend(self.ext_labels.iter().map(|l| l.name.clone()));
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Values of `name` in the block, sorted; an external label has its one value.
+    pub fn label_values(&self, name: &str) -> Result<Vec<String>> {
+        if let Some(v) = self.ext_labels.get(name) {
+            return Ok(vec![v.to_string()]);
+        }
+        Ok(self.index.label_values(name)?)
+    }
+}

@@ -1,0 +1,508 @@
+//! The queries of the StoreAPI over the served blocks.
+//!
+//! A Series request runs in three steps:
+//! 1. per block: external-label and block matchers, postings, series entries (labels and
+//!    chunk metas). The series limit is checked on postings, before any series is read;
+//! 2. a merge by label set across blocks (series of overlapping blocks become one);
+//! 3. chunks fetched batch by batch and emitted, so memory holds one batch of chunk bytes.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ulid::Ulid;
+
+use super::block::{BlockSeries, BucketBlock, StoredChunk};
+use super::{BucketStore, QueryCtx, QueryStats, StoreError};
+use crate::model::labels::METRIC_NAME;
+use crate::model::{Labels, Matcher};
+use crate::tsdb::index::ChunkMeta;
+
+/// Series whose chunks are fetched together.
+const SERIES_PER_FETCH: usize = 1000;
+/// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
+const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
+
+#[derive(Debug, Clone, Default)]
+pub struct SeriesQuery {
+    /// Inclusive bounds, in milliseconds.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub matchers: Vec<Matcher>,
+    pub skip_chunks: bool,
+    /// Labels removed from every series (replica labels; the querier deduplicates).
+    pub without_replica_labels: Vec<String>,
+    /// Series to return at most; 0 means all.
+    pub limit: u64,
+    pub shard: Option<ShardSpec>,
+    /// Request hints: only blocks whose labels (external + `__block_id`) match.
+    pub block_matchers: Vec<Matcher>,
+    /// Whether a failing block becomes a warning (true) or fails the request.
+    pub partial_response: bool,
+}
+
+/// Hash-mod sharding of series, as the Thanos querier asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSpec {
+    pub shard_index: u64,
+    pub total_shards: u64,
+    /// Hash only `labels` (true) or all labels but `labels` and the metric name (false).
+    pub by: bool,
+    pub labels: Vec<String>,
+}
+
+impl ShardSpec {
+    /// Prometheus' `HashForLabels` / `HashWithoutLabels`: xxhash64 of `name 0xff value 0xff`
+    /// over the chosen labels, so stele shards exactly like a Thanos store.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        if self.total_shards <= 1 {
+            return true;
+        }
+        let mut buf = Vec::with_capacity(256);
+        for l in labels.iter() {
+            let listed = self.labels.iter().any(|n| n == &l.name);
+            let take = if self.by {
+                listed
+            } else {
+                !listed && l.name != METRIC_NAME
+            };
+            if take {
+                buf.extend_from_slice(l.name.as_bytes());
+                buf.push(0xff);
+                buf.extend_from_slice(l.value.as_bytes());
+                buf.push(0xff);
+            }
+        }
+        xxhash_rust::xxh64::xxh64(&buf, 0) % self.total_shards == self.shard_index
+    }
+}
+
+/// One series of the response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesOut {
+    pub labels: Labels,
+    /// Sorted by min time; empty with `skip_chunks`.
+    pub chunks: Vec<StoredChunk>,
+}
+
+#[derive(Debug)]
+pub enum SeriesEvent {
+    Series(SeriesOut),
+    /// A block could not be read and the request allows partial responses.
+    Warning(String),
+}
+
+#[derive(Debug, Default)]
+pub struct SeriesSummary {
+    pub queried_blocks: Vec<Ulid>,
+    pub stats: QueryStats,
+}
+
+/// LabelNames / LabelValues.
+#[derive(Debug, Clone, Default)]
+pub struct LabelsQuery {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub matchers: Vec<Matcher>,
+    pub without_replica_labels: Vec<String>,
+    pub limit: u64,
+    pub block_matchers: Vec<Matcher>,
+    pub partial_response: bool,
+}
+
+/// A series after the merge: its labels and its chunks, each with the block it lives in.
+struct Merged {
+    labels: Labels,
+    chunks: Vec<(usize, ChunkMeta)>,
+}
+
+impl BucketStore {
+    fn check_ready(&self) -> Result<(), StoreError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(StoreError::NotReady)
+        }
+    }
+
+    /// The blocks a request reads, with the matchers left for each block's index.
+    fn select_blocks(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        matchers: &[Matcher],
+        block_matchers: &[Matcher],
+    ) -> Vec<(Arc<BucketBlock>, Vec<Matcher>)> {
+        self.blocks()
+            .into_iter()
+            .filter(|b| b.overlaps(min_time, max_time))
+            .filter(|b| {
+                let labels = b.block_labels();
+                block_matchers
+                    .iter()
+                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            })
+            .filter_map(|b| b.index_matchers(matchers).map(|m| (b, m)))
+            .collect()
+    }
+
+    /// Streams the series matching `q` to `emit` (which returns false to stop early, e.g.
+    /// when the client went away) and returns what was queried. Blocking.
+    pub fn series(
+        &self,
+        q: &SeriesQuery,
+        emit: &mut dyn FnMut(SeriesEvent) -> bool,
+    ) -> Result<SeriesSummary, StoreError> {
+        self.check_ready()?;
+        check_range(q.min_time, q.max_time)?;
+        let limits = self.config.limits;
+        let mut ctx = QueryCtx {
+            stats: QueryStats::default(),
+            bytes_limit: limits.downloaded_bytes,
+        };
+        let mut summary = SeriesSummary::default();
+        let started = Instant::now();
+
+        let blocks = self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers);
+        let mut per_block: Vec<(Arc<BucketBlock>, Vec<BlockSeries>)> = Vec::new();
+        let mut postings_total = 0u64;
+        for (block, matchers) in blocks {
+            let result = block.postings(&matchers, &mut ctx).and_then(|refs| {
+                postings_total += refs.len() as u64;
+                if limits.series > 0 && postings_total > limits.series {
+                    return Err(StoreError::ResourceExhausted(format!(
+                        "exceeded series limit: the request touches at least {postings_total} series, the limit is {}",
+                        limits.series
+                    )));
+                }
+                block.series(&refs, q.min_time, q.max_time, &mut ctx)
+            });
+            match result {
+                Ok(mut series) => {
+                    finish_block_series(&mut series, q);
+                    summary.queried_blocks.push(block.id);
+                    per_block.push((block, series));
+                }
+                Err(e) => block_failed(block.id, e, q.partial_response, emit)?,
+            }
+        }
+        ctx.stats.blocks_queried = summary.queried_blocks.len() as i64;
+        ctx.stats.get_all_duration = started.elapsed();
+
+        let merge_started = Instant::now();
+        let mut merged = merge(&per_block);
+        // The merge copied what it needs; the per-block lists can go.
+        for b in &mut per_block {
+            b.1 = Vec::new();
+        }
+        if q.limit > 0 {
+            merged.truncate(q.limit as usize);
+        }
+        let chunk_count: u64 = merged.iter().map(|m| m.chunks.len() as u64).sum();
+        if limits.samples > 0 && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples {
+            return Err(StoreError::ResourceExhausted(format!(
+                "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
+                chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
+                limits.samples
+            )));
+        }
+        ctx.stats.merged_series_count = merged.len() as i64;
+
+        let blocks: Vec<Arc<BucketBlock>> = per_block.into_iter().map(|b| b.0).collect();
+        for batch in merged.chunks(SERIES_PER_FETCH) {
+            let chunks = if q.skip_chunks {
+                vec![Vec::new(); batch.len()]
+            } else {
+                match fetch_batch(&blocks, batch, &mut ctx) {
+                    Ok(c) => c,
+                    Err((id, e)) => {
+                        block_failed(id, e, q.partial_response, emit)?;
+                        continue;
+                    }
+                }
+            };
+            for (m, chunks) in batch.iter().zip(chunks) {
+                ctx.stats.merged_chunks_count += chunks.len() as i64;
+                let out = SeriesOut {
+                    labels: m.labels.clone(),
+                    chunks,
+                };
+                if !emit(SeriesEvent::Series(out)) {
+                    summary.stats = ctx.stats;
+                    return Ok(summary);
+                }
+            }
+        }
+        ctx.stats.merge_duration = merge_started.elapsed();
+        summary.stats = ctx.stats;
+        Ok(summary)
+    }
+
+    /// Label names of the series matching the query (all names of the blocks without
+    /// matchers), sorted. Blocking.
+    pub fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        self.labels_query(q, |block, series| match series {
+            None => block.label_names(),
+            Some(series) => {
+                let mut names: Vec<String> = series
+                    .iter()
+                    .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+                    .collect();
+                names.sort();
+                names.dedup();
+                Ok(names)
+            }
+        })
+    }
+
+    /// Values of `name` over the series matching the query, sorted. Blocking.
+    pub fn label_values(
+        &self,
+        name: &str,
+        q: &LabelsQuery,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        if q.without_replica_labels.iter().any(|r| r == name) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.labels_query(q, |block, series| match series {
+            None => block.label_values(name),
+            Some(series) => {
+                let mut values: Vec<String> = series
+                    .iter()
+                    .filter_map(|s| s.labels.get(name).map(String::from))
+                    .collect();
+                values.sort();
+                values.dedup();
+                Ok(values)
+            }
+        })
+    }
+
+    /// Runs `per_block` over the selected blocks (with the matching series when there are
+    /// matchers) and merges the sorted results; returns them with the warnings.
+    fn labels_query(
+        &self,
+        q: &LabelsQuery,
+        per_block: impl Fn(&BucketBlock, Option<&[BlockSeries]>) -> Result<Vec<String>, StoreError>,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        self.check_ready()?;
+        check_range(q.min_time, q.max_time)?;
+        let mut ctx = QueryCtx {
+            stats: QueryStats::default(),
+            bytes_limit: self.config.limits.downloaded_bytes,
+        };
+        let mut all: Vec<String> = Vec::new();
+        let mut warnings = Vec::new();
+        for (block, matchers) in
+            self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers)
+        {
+            let result = if matchers.is_empty() {
+                per_block(&block, None)
+            } else {
+                block
+                    .postings(&matchers, &mut ctx)
+                    .and_then(|refs| block.series(&refs, q.min_time, q.max_time, &mut ctx))
+                    .and_then(|series| per_block(&block, Some(&series)))
+            };
+            match result {
+                Ok(v) => all.extend(v),
+                Err(e) => {
+                    let mut warn = |ev: SeriesEvent| {
+                        if let SeriesEvent::Warning(w) = ev {
+                            warnings.push(w);
+                        }
+                        true
+                    };
+                    block_failed(block.id, e, q.partial_response, &mut warn)?
+                }
+            }
+        }
+        all.retain(|v| !q.without_replica_labels.contains(v));
+        all.sort();
+        all.dedup();
+        if q.limit > 0 {
+            all.truncate(q.limit as usize);
+        }
+        Ok((all, warnings))
+    }
+}
+
+fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {
+    if min_time > max_time {
+        return Err(StoreError::InvalidArgument(format!(
+            "invalid time range: min_time {min_time} is after max_time {max_time}"
+        )));
+    }
+    Ok(())
+}
+
+/// A block failed: a warning if the request allows partial responses and the failure is
+/// the block's (not a limit), else the request's error.
+fn block_failed(
+    id: Ulid,
+    e: StoreError,
+    partial: bool,
+    emit: &mut dyn FnMut(SeriesEvent) -> bool,
+) -> Result<(), StoreError> {
+    let partial_ok = matches!(e, StoreError::Unavailable(_) | StoreError::Internal(_));
+    tracing::warn!(block = %id, error = %e, partial = partial && partial_ok, "block query failed");
+    if partial && partial_ok {
+        emit(SeriesEvent::Warning(format!("block {id}: {e}")));
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Drops replica labels and other shards' series, and restores label order, which external
+/// labels and dropped labels can change; series that became equal are merged.
+fn finish_block_series(series: &mut Vec<BlockSeries>, q: &SeriesQuery) {
+    if !q.without_replica_labels.is_empty() {
+        for s in series.iter_mut() {
+            if s.labels
+                .iter()
+                .any(|l| q.without_replica_labels.contains(&l.name))
+            {
+                s.labels = Labels::from_pairs(
+                    s.labels
+                        .iter()
+                        .filter(|l| !q.without_replica_labels.contains(&l.name))
+                        .map(|l| (l.name.as_str(), l.value.as_str())),
+                );
+            }
+        }
+    }
+    if let Some(shard) = &q.shard {
+        series.retain(|s| shard.matches(&s.labels));
+    }
+    if !series.windows(2).all(|w| w[0].labels <= w[1].labels) {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    series.dedup_by(|later, kept| {
+        if later.labels == kept.labels {
+            kept.chunks.append(&mut later.chunks);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// K-way merge of the blocks' sorted series by label set.
+fn merge(per_block: &[(Arc<BucketBlock>, Vec<BlockSeries>)]) -> Vec<Merged> {
+    let mut heap: BinaryHeap<Reverse<(&Labels, usize, usize)>> = per_block
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| !s.is_empty())
+        .map(|(b, (_, s))| Reverse((&s[0].labels, b, 0)))
+        .collect();
+    let mut out: Vec<Merged> = Vec::new();
+    while let Some(Reverse((labels, b, i))) = heap.pop() {
+        let series = &per_block[b].1;
+        let chunks = series[i].chunks.iter().map(|c| (b, *c));
+        match out.last_mut() {
+            Some(last) if &last.labels == labels => last.chunks.extend(chunks),
+            _ => out.push(Merged {
+                labels: labels.clone(),
+                chunks: chunks.collect(),
+            }),
+        }
+        if let Some(next) = series.get(i + 1) {
+            heap.push(Reverse((&next.labels, b, i + 1)));
+        }
+    }
+    out
+}
+
+/// Fetches the chunks of a batch of merged series, block by block; returns per series its
+/// chunks sorted by time with identical ones (from overlapping blocks) dropped.
+fn fetch_batch(
+    blocks: &[Arc<BucketBlock>],
+    batch: &[Merged],
+    ctx: &mut QueryCtx,
+) -> Result<Vec<Vec<StoredChunk>>, (Ulid, StoreError)> {
+    let mut out: Vec<Vec<StoredChunk>> = batch
+        .iter()
+        .map(|m| Vec::with_capacity(m.chunks.len()))
+        .collect();
+    for (b, block) in blocks.iter().enumerate() {
+        let mut metas = Vec::new();
+        let mut owners = Vec::new();
+        for (s, m) in batch.iter().enumerate() {
+            for (cb, meta) in &m.chunks {
+                if *cb == b {
+                    metas.push(*meta);
+                    owners.push(s);
+                }
+            }
+        }
+        if metas.is_empty() {
+            continue;
+        }
+        let chunks = block.chunks(&metas, ctx).map_err(|e| (block.id, e))?;
+        for (s, c) in owners.into_iter().zip(chunks) {
+            out[s].push(c);
+        }
+    }
+    for chunks in &mut out {
+        chunks.sort_by(|a, b| {
+            (a.min_time, a.max_time, a.hash).cmp(&(b.min_time, b.max_time, b.hash))
+        });
+        chunks.dedup_by(|a, b| {
+            a.min_time == b.min_time
+                && a.max_time == b.max_time
+                && a.hash == b.hash
+                && a.data == b.data
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharding_matches_prometheus_hashing() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a"), ("instance", "x")]);
+        // Every series lands in exactly one shard.
+        for total in 1..6u64 {
+            let hits = (0..total)
+                .filter(|&i| {
+                    ShardSpec {
+                        shard_index: i,
+                        total_shards: total,
+                        by: false,
+                        labels: vec![],
+                    }
+                    .matches(&labels)
+                })
+                .count();
+            assert_eq!(hits, 1);
+        }
+        // `by` hashes only the listed labels; `without` ignores the metric name.
+        let by_job = |l: &Labels, i| {
+            ShardSpec {
+                shard_index: i,
+                total_shards: 7,
+                by: true,
+                labels: vec!["job".into()],
+            }
+            .matches(l)
+        };
+        let other = Labels::from_pairs([("__name__", "down"), ("job", "a"), ("instance", "y")]);
+        for i in 0..7 {
+            assert_eq!(by_job(&labels, i), by_job(&other, i));
+        }
+        let buf = b"instance\xffx\xffjob\xffa\xff";
+        let expected = xxhash_rust::xxh64::xxh64(buf, 0) % 5;
+        assert!(ShardSpec {
+            shard_index: expected,
+            total_shards: 5,
+            by: false,
+            labels: vec![],
+        }
+        .matches(&labels));
+    }
+}

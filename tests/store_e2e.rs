@@ -21,7 +21,7 @@ const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 struct StoreProcess {
     child: Child,
     grpc: String,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl StoreProcess {
@@ -46,7 +46,7 @@ impl StoreProcess {
         let p = StoreProcess {
             child,
             grpc: format!("http://127.0.0.1:{grpc_port}"),
-            _data_dir: data_dir,
+            data_dir,
         };
         p.wait_ready();
         p
@@ -496,4 +496,396 @@ fn filesystem_bucket_serves_what_prometheus_serves() {
     let prom = PrometheusServer::start(&prom_data);
     let store = StoreProcess::start(&filesystem_yaml(&bucket), &[]);
     assert_same_as_prometheus(&store, &prom, span);
+}
+
+/// `stele gen` blocks with external labels (cluster=test, replica=0), plus a copy of each
+/// under a new ULID as replica 1: what two Prometheus replicas would upload.
+fn replicated_bucket(bucket: &Path) -> Vec<String> {
+    let profile = stele::gen::profile::parse_profile("tiny", "tiny", TINY_PROFILE).unwrap();
+    let metas = stele::gen::generate(&profile, bucket, &indicatif::ProgressBar::hidden()).unwrap();
+    let mut ids = Vec::new();
+    for (i, m) in metas.iter().enumerate() {
+        let from = bucket.join(&m.ulid);
+        let new_id = ulid::Ulid::from_parts(
+            ulid::Ulid::from_string(&m.ulid).unwrap().timestamp_ms(),
+            0xabc0 + i as u128,
+        )
+        .to_string();
+        let to = bucket.join(&new_id);
+        copy_dir(&from, &to);
+        let meta_path = to.join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta["ulid"] = new_id.clone().into();
+        meta["thanos"]["labels"]["replica"] = "1".into();
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        ids.push(m.ulid.clone());
+        ids.push(new_id);
+    }
+    ids.sort();
+    ids
+}
+
+fn status_code(r: Result<SeriesResult, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+#[test]
+fn external_labels_replicas_sharding_and_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let ids = replicated_bucket(&bucket);
+    let store = StoreProcess::start(&filesystem_yaml(&bucket), &[]);
+    let rt = runtime();
+    let mut client = store.client(&rt);
+
+    // Info: one label set per replica, the blocks' span, the features we implement.
+    let info = rt
+        .block_on(async {
+            let ch = Channel::from_shared(store.grpc.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            stele::proto::thanos::info::info_client::InfoClient::new(ch)
+                .info(stele::proto::thanos::info::InfoRequest {})
+                .await
+        })
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.component_type, "store");
+    let sets: Vec<String> = info
+        .label_sets
+        .iter()
+        .map(|s| {
+            format!(
+                "{:?}",
+                s.labels
+                    .iter()
+                    .map(|l| (&l.name, &l.value))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    assert_eq!(
+        sets,
+        vec![
+            r#"[("cluster", "test"), ("replica", "0")]"#,
+            r#"[("cluster", "test"), ("replica", "1")]"#
+        ]
+    );
+    let si = info.store.unwrap();
+    assert!(si.supports_sharding && si.supports_without_replica_labels);
+    assert!(si.min_time < si.max_time);
+    let (min, max) = (si.min_time, si.max_time);
+
+    let up = |extra: &str| format!(r#"{{__name__="up"{extra}}}"#);
+    let both = call_series(&rt, &mut client, series_request(&up(""), min, max)).unwrap();
+    let one = call_series(
+        &rt,
+        &mut client,
+        series_request(&up(r#",replica="1""#), min, max),
+    )
+    .unwrap();
+    assert!(!one.series.is_empty());
+    assert_eq!(
+        both.series.len(),
+        2 * one.series.len(),
+        "each series once per replica"
+    );
+    for s in &both.series {
+        assert_eq!(
+            labels_of(s).get("cluster"),
+            Some("test"),
+            "external labels merged in"
+        );
+    }
+    let none = call_series(
+        &rt,
+        &mut client,
+        series_request(&up(r#",cluster="other""#), min, max),
+    )
+    .unwrap();
+    assert!(none.series.is_empty() && none.hints.unwrap().queried_blocks.is_empty());
+
+    // Without the replica label the replicas merge into one series; identical chunks dropped.
+    let mut req = series_request(&up(""), min, max);
+    req.without_replica_labels = vec!["replica".into()];
+    let merged = call_series(&rt, &mut client, req).unwrap();
+    assert_eq!(merged.series.len(), one.series.len());
+    for (m, o) in merged.series.iter().zip(&one.series) {
+        let mut ol = labels_of(o);
+        ol = Labels::from_pairs(
+            ol.iter()
+                .filter(|l| l.name != "replica")
+                .map(|l| (l.name.clone(), l.value.clone())),
+        );
+        assert_eq!(labels_of(m), ol);
+        assert_eq!(
+            m.chunks.len(),
+            o.chunks.len(),
+            "identical chunks from the replicas dropped"
+        );
+    }
+    let stats = merged.hints.unwrap().query_stats.unwrap();
+    assert_eq!(stats.blocks_queried, ids.len() as i64);
+
+    // Block matchers in the request hints restrict the blocks read.
+    let hints = stele::proto::hintspb::SeriesRequestHints {
+        block_matchers: vec![matcher(0, "__block_id", &ids[0])],
+        enable_query_stats: true,
+    };
+    let mut req = series_request(&up(""), min, max);
+    req.hints = Some(prost_types::Any {
+        type_url: "type.googleapis.com/hintspb.SeriesRequestHints".into(),
+        value: prost::Message::encode_to_vec(&hints),
+    });
+    let got = call_series(&rt, &mut client, req).unwrap();
+    let queried: Vec<String> = got
+        .hints
+        .unwrap()
+        .queried_blocks
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(queried, vec![ids[0].clone()]);
+
+    // Sharding: the shards partition the series.
+    let all = call_series(
+        &rt,
+        &mut client,
+        series_request(r#"{__name__=~".+"}"#, min, max),
+    )
+    .unwrap();
+    let mut union: Vec<Labels> = Vec::new();
+    for shard in 0..3 {
+        let mut req = series_request(r#"{__name__=~".+"}"#, min, max);
+        req.shard_info = Some(thanos::ShardInfo {
+            shard_index: shard,
+            total_shards: 3,
+            by: false,
+            labels: vec![],
+        });
+        let part = call_series(&rt, &mut client, req).unwrap();
+        assert!(!part.series.is_empty() && part.series.len() < all.series.len());
+        union.extend(part.series.iter().map(labels_of));
+    }
+    union.sort();
+    assert_eq!(union, all.series.iter().map(labels_of).collect::<Vec<_>>());
+
+    // Limit, batching and skip_chunks.
+    let mut req = series_request(r#"{__name__=~".+"}"#, min, max);
+    req.limit = 5;
+    assert_eq!(call_series(&rt, &mut client, req).unwrap().series.len(), 5);
+    let mut req = series_request(r#"{__name__=~".+"}"#, min, max);
+    req.response_batch_size = 64;
+    let batched = call_series(&rt, &mut client, req).unwrap();
+    assert_eq!(batched.series, all.series);
+
+    // Bad requests.
+    let bad_regex = thanos::SeriesRequest {
+        min_time: min,
+        max_time: max,
+        matchers: vec![matcher(2, "job", "(unclosed")],
+        ..Default::default()
+    };
+    assert_eq!(
+        status_code(call_series(&rt, &mut client, bad_regex)),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        status_code(call_series(
+            &rt,
+            &mut client,
+            series_request(&up(""), max, min)
+        )),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        status_code(call_series(
+            &rt,
+            &mut client,
+            series_request(&up(""), i64::MIN, i64::MAX)
+        )),
+        tonic::Code::Ok,
+        "an unbounded range is fine"
+    );
+    drop(store);
+
+    // Limits trigger with ResourceExhausted.
+    for flag in [
+        "--store.limits.request-series=10",
+        "--store.limits.request-samples=1000",
+        "--store.grpc.downloaded-bytes-limit=20000",
+    ] {
+        let limited = StoreProcess::start(&filesystem_yaml(&bucket), &[flag]);
+        let mut client = limited.client(&rt);
+        let r = call_series(
+            &rt,
+            &mut client,
+            series_request(r#"{__name__=~".+"}"#, min, max),
+        );
+        assert_eq!(status_code(r), tonic::Code::ResourceExhausted, "{flag}");
+        let small = call_series(
+            &rt,
+            &mut client,
+            series_request(
+                r#"{__name__="up",replica="0",instance="10.0.0.1:9100"}"#,
+                min,
+                max,
+            ),
+        );
+        assert_eq!(
+            status_code(small),
+            tonic::Code::Ok,
+            "{flag}: a small request passes"
+        );
+    }
+}
+
+/// Copies block `id` under a new ULID (same time) with its meta.json rewritten.
+fn clone_block(bucket: &Path, id: &str, n: u128) -> String {
+    let new_id =
+        ulid::Ulid::from_parts(ulid::Ulid::from_string(id).unwrap().timestamp_ms(), n).to_string();
+    copy_dir(&bucket.join(id), &bucket.join(&new_id));
+    let meta_path = bucket.join(&new_id).join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["ulid"] = new_id.clone().into();
+    meta["thanos"]["labels"]["replica"] = format!("clone-{n}").into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    new_id
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn queried(r: &SeriesResult) -> Vec<String> {
+    let mut ids: Vec<String> = r
+        .hints
+        .as_ref()
+        .unwrap()
+        .queried_blocks
+        .iter()
+        .map(|b| b.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn bad_blocks_and_deletions_leave_the_rest_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let profile = stele::gen::profile::parse_profile("tiny", "tiny", TINY_PROFILE).unwrap();
+    let metas = stele::gen::generate(&profile, &bucket, &indicatif::ProgressBar::hidden()).unwrap();
+    let (a, b) = (metas[0].ulid.clone(), metas[1].ulid.clone());
+    // Half-uploaded: no meta.json yet.
+    let half = clone_block(&bucket, &a, 1);
+    std::fs::remove_file(bucket.join(&half).join("meta.json")).unwrap();
+    // Corrupt index: truncated, so its TOC is garbage.
+    let broken_index = clone_block(&bucket, &a, 2);
+    let index = bucket.join(&broken_index).join("index");
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
+    // Corrupt chunks: the index is fine, every chunk fails its CRC.
+    let broken_chunks = clone_block(&bucket, &b, 3);
+    let seg = bucket.join(&broken_chunks).join("chunks").join("000001");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for byte in bytes.iter_mut().skip(8) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&seg, bytes).unwrap();
+
+    let store = StoreProcess::start(&filesystem_yaml(&bucket), &["--sync-block-duration=1s"]);
+    let rt = runtime();
+    let mut client = store.client(&rt);
+    let (min, max) = (i64::MIN, i64::MAX);
+    let sel = r#"{__name__="up"}"#;
+
+    // The half-uploaded and unreadable blocks are not served; the corrupt chunks give a
+    // warning (partial response) or fail the request (abort); the rest is served.
+    let got = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(
+        queried(&got),
+        want.iter()
+            .cloned()
+            .chain([broken_chunks.clone()])
+            .collect::<Vec<_>>()
+            .tap_sort()
+    );
+    assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
+    assert!(
+        got.warnings[0].contains(&broken_chunks),
+        "{:?}",
+        got.warnings
+    );
+    let served = got.series.len();
+    assert!(served > 0);
+    let mut abort = series_request(sel, min, max);
+    abort.partial_response_strategy = thanos::PartialResponseStrategy::Abort as i32;
+    let err = call_series(&rt, &mut client, abort)
+        .err()
+        .expect("abort fails");
+    assert_eq!(err.code(), tonic::Code::Internal, "{err}");
+    assert!(!store.data_dir.path().join(&half).exists());
+
+    // Fixing the broken blocks' uploads: the next sync serves them.
+    std::fs::remove_dir_all(bucket.join(&broken_chunks)).unwrap();
+    std::fs::remove_dir_all(bucket.join(&broken_index)).unwrap();
+    wait_until("the removed blocks are dropped", || {
+        let r = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+        r.warnings.is_empty() && queried(&r) == want
+    });
+    assert!(
+        !store.data_dir.path().join(&broken_chunks).exists(),
+        "local state removed"
+    );
+
+    // A block deleted between sync and query: a warning (or Unavailable), never a crash.
+    std::fs::remove_dir_all(bucket.join(&b).join("chunks")).unwrap();
+    let got = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+    assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
+    let mut abort = series_request(sel, min, max);
+    abort.partial_response_strategy = thanos::PartialResponseStrategy::Abort as i32;
+    let err = call_series(&rt, &mut client, abort)
+        .err()
+        .expect("abort fails");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+
+    // Marked for deletion long ago: dropped at the next sync.
+    let mark = format!(
+        r#"{{"id":"{a}","deletion_time":{},"version":1}}"#,
+        stele::model::time::now_ms() / 1000 - 3 * 86_400
+    );
+    std::fs::write(bucket.join(&a).join("deletion-mark.json"), mark).unwrap();
+    std::fs::remove_dir_all(bucket.join(&b)).unwrap();
+    wait_until("every block is gone", || {
+        let r = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+        r.series.is_empty() && r.warnings.is_empty() && queried(&r).is_empty()
+    });
+}
+
+trait TapSort {
+    fn tap_sort(self) -> Self;
+}
+
+impl TapSort for Vec<String> {
+    fn tap_sort(mut self) -> Self {
+        self.sort();
+        self
+    }
 }

@@ -64,6 +64,8 @@ pub enum Skip {
     MarkedForDeletion,
     OutsideTimeRange,
     Relabelled,
+    /// Downsampled (resolution > 0): its aggregate chunks are not served yet.
+    Downsampled,
 }
 
 impl Skip {
@@ -76,6 +78,7 @@ impl Skip {
             Skip::MarkedForDeletion => "marked-for-deletion",
             Skip::OutsideTimeRange => "time-excluded",
             Skip::Relabelled => "label-excluded",
+            Skip::Downsampled => "downsampled",
         }
     }
 }

@@ -210,19 +210,20 @@ impl BucketStore {
         ctx.stats.merged_series_count = merged.len() as i64;
 
         let blocks: Vec<Arc<BucketBlock>> = per_block.into_iter().map(|b| b.0).collect();
+        // Blocks whose chunks failed: left out of the rest of the response.
+        let mut failed = vec![false; blocks.len()];
         for batch in merged.chunks(SERIES_PER_FETCH) {
             let chunks = if q.skip_chunks {
                 vec![Vec::new(); batch.len()]
             } else {
-                match fetch_batch(&blocks, batch, &mut ctx) {
-                    Ok(c) => c,
-                    Err((id, e)) => {
-                        block_failed(id, e, q.partial_response, emit)?;
-                        continue;
-                    }
-                }
+                fetch_batch(&blocks, batch, &mut failed, &mut ctx, &mut |id, e| {
+                    block_failed(id, e, q.partial_response, emit)
+                })?
             };
             for (m, chunks) in batch.iter().zip(chunks) {
+                if chunks.is_empty() && !q.skip_chunks {
+                    continue; // all its chunks were in failed blocks
+                }
                 ctx.stats.merged_chunks_count += chunks.len() as i64;
                 let out = SeriesOut {
                     labels: m.labels.clone(),
@@ -416,17 +417,23 @@ fn merge(per_block: &[(Arc<BucketBlock>, Vec<BlockSeries>)]) -> Vec<Merged> {
 }
 
 /// Fetches the chunks of a batch of merged series, block by block; returns per series its
-/// chunks sorted by time with identical ones (from overlapping blocks) dropped.
+/// chunks sorted by time with identical ones (from overlapping blocks) dropped. A block that
+/// fails goes to `on_error` (which may accept it as a warning) and is marked in `failed`.
 fn fetch_batch(
     blocks: &[Arc<BucketBlock>],
     batch: &[Merged],
+    failed: &mut [bool],
     ctx: &mut QueryCtx,
-) -> Result<Vec<Vec<StoredChunk>>, (Ulid, StoreError)> {
+    on_error: &mut dyn FnMut(Ulid, StoreError) -> Result<(), StoreError>,
+) -> Result<Vec<Vec<StoredChunk>>, StoreError> {
     let mut out: Vec<Vec<StoredChunk>> = batch
         .iter()
         .map(|m| Vec::with_capacity(m.chunks.len()))
         .collect();
     for (b, block) in blocks.iter().enumerate() {
+        if failed[b] {
+            continue;
+        }
         let mut metas = Vec::new();
         let mut owners = Vec::new();
         for (s, m) in batch.iter().enumerate() {
@@ -440,9 +447,16 @@ fn fetch_batch(
         if metas.is_empty() {
             continue;
         }
-        let chunks = block.chunks(&metas, ctx).map_err(|e| (block.id, e))?;
-        for (s, c) in owners.into_iter().zip(chunks) {
-            out[s].push(c);
+        match block.chunks(&metas, ctx) {
+            Ok(chunks) => {
+                for (s, c) in owners.into_iter().zip(chunks) {
+                    out[s].push(c);
+                }
+            }
+            Err(e) => {
+                failed[b] = true;
+                on_error(block.id, e)?;
+            }
         }
     }
     for chunks in &mut out {

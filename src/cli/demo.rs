@@ -1,18 +1,27 @@
-//! `stele demo`: generate the small profile if missing, then show what stele sees in it.
+//! `stele demo`: generate the small profile if missing, verify it, and serve it with the store
+//! gateway: a running StoreAPI with no configuration.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::block::{list_blocks, verify_block, LocalBlock, MergedSeries};
+use crate::block::{list_blocks, verify_block};
 use crate::gen::load_profile;
-use crate::model::parse_selector;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where the demo blocks live [default: bench-data/generated/small].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The store's local state (index headers).
+    #[arg(long, default_value = "data/demo-store")]
+    pub store_data_dir: PathBuf,
+    /// Listen address of the StoreAPI.
+    #[arg(long, default_value = "127.0.0.1:10901")]
+    pub grpc_address: String,
+    /// Listen address of /metrics, /-/ready and /-/healthy.
+    #[arg(long, default_value = "127.0.0.1:10902")]
+    pub http_address: String,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -44,22 +53,34 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             r.samples
         );
     }
-    let blocks: Vec<LocalBlock> = dirs
-        .iter()
-        .map(|d| LocalBlock::open(d))
-        .collect::<Result<_, _>>()?;
-    let selector = r#"http_requests_total{handler="/api/v1/users/{id}", code="500", method="GET"}"#;
-    println!("\n== {selector}");
-    let matchers = parse_selector(selector)?;
-    for series in MergedSeries::new(&blocks, &matchers, i64::MIN, i64::MAX)?.take(5) {
-        let (labels, samples) = series?;
-        let first = samples.first().map(|s| s.1).unwrap_or_default();
-        let last = samples.last().map(|s| s.1).unwrap_or_default();
-        println!("{labels}: {} samples, {first} .. {last}", samples.len());
-    }
-    println!(
-        "\nNext: `stele block dump {} --match 'up'` prints samples like promtool tsdb dump.",
-        dir.display()
+
+    // The directory of blocks is the bucket: a FILESYSTEM objstore config, as Thanos has.
+    let bucket = std::fs::canonicalize(&dir)?;
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
     );
-    Ok(())
+    println!(
+        "\n== serving the StoreAPI over {} on {} (HTTP {})",
+        bucket.display(),
+        args.grpc_address,
+        args.http_address
+    );
+    println!("Query it with any StoreAPI client, e.g. grpcurl from the repository root:");
+    println!(
+        "  grpcurl -plaintext -import-path proto -proto thanos/rpc.proto -d '{{\"matchers\":[{{\"name\":\"__name__\",\"value\":\"up\"}}],\"min_time\":0,\"max_time\":9999999999999,\"skip_chunks\":true}}' {} thanos.Store/Series",
+        args.grpc_address
+    );
+    println!(
+        "or point a Thanos querier at it: thanos query --endpoint={}",
+        args.grpc_address
+    );
+    println!("Ctrl-C stops it.\n");
+    let store = super::store::StoreArgs::for_bucket(
+        yaml,
+        args.store_data_dir,
+        args.grpc_address,
+        args.http_address,
+    );
+    super::store::run(store)
 }

@@ -101,6 +101,26 @@ pub fn parse_listen_address(s: &str) -> anyhow::Result<SocketAddr> {
 }
 
 impl StoreArgs {
+    /// The defaults of every flag, for a bucket given inline.
+    pub fn for_bucket(
+        objstore_yaml: String,
+        data_dir: PathBuf,
+        grpc_address: String,
+        http_address: String,
+    ) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: StoreArgs,
+        }
+        let mut args = <Defaults as clap::Parser>::parse_from(["stele"]).args;
+        args.objstore_config = Some(objstore_yaml);
+        args.data_dir = data_dir;
+        args.grpc_address = grpc_address;
+        args.http_address = http_address;
+        args
+    }
+
     fn objstore_yaml(&self) -> anyhow::Result<String> {
         match (&self.objstore_config, &self.objstore_config_file) {
             (Some(y), _) => Ok(y.clone()),

@@ -6,6 +6,7 @@ pub mod block;
 pub mod bucket;
 pub mod cli;
 pub mod gen;
+pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod proto;

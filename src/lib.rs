@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod proto;
+pub mod server;
 pub mod tsdb;

@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod cli;
 pub mod gen;
 pub mod index_header;
+pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod proto;

@@ -1,4 +1,38 @@
-//! The network face of stele: gRPC services (thin adapters over the engines) and the HTTP
-//! endpoints every component serves.
+//! The network face of stele: the gRPC services (thin adapters over the engines) and the
+//! process plumbing every server shares (store, sidecar, querier).
+//!
+//! - [`grpc`]: the StoreAPI services over the store engine.
+//! - [`addr`]: Thanos-style listen addresses (`:10902`, `0.0.0.0:10902`).
+//! - [`http`]: the HTTP endpoint with `/metrics`, `/-/healthy`, `/-/ready`.
+//! - [`readiness`]: the shared ready/not-ready handle the component flips.
+//! - [`shutdown`]: SIGTERM/SIGINT as one trigger all servers drain on.
+//!
+//! A component wires them like this:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), stele::server::ServerError> {
+//! use stele::metrics::Metrics;
+//! use stele::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
+//!
+//! let shutdown = Shutdown::on_signals()?;
+//! let state = HttpState { component: "store", metrics: Metrics::new(), readiness: Readiness::new() };
+//! let http = HttpServer::bind(parse_listen_addr(":10902")?, state.clone()).await?;
+//! let serving = tokio::spawn(http.serve(shutdown.clone()));
+//! // ... register metrics, sync the bucket, then:
+//! state.readiness.set_ready();
+//! serving.await.expect("HTTP server task panicked")?;
+//! # Ok(()) }
+//! ```
 
+pub mod addr;
+mod error;
 pub mod grpc;
+pub mod http;
+pub mod readiness;
+pub mod shutdown;
+
+pub use addr::parse_listen_addr;
+pub use error::ServerError;
+pub use http::{HttpServer, HttpState};
+pub use readiness::Readiness;
+pub use shutdown::Shutdown;

@@ -1,7 +1,6 @@
 //! `stele store`: the store gateway. Flags follow Thanos' `thanos store` where one exists, so
 //! a deployment switches by changing the image.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +10,11 @@ use clap::Args;
 
 use crate::bucket::discover::BlockFilters;
 use crate::bucket::relabel::parse_rules;
+use crate::metrics::Metrics;
 use crate::model::time::{parse_duration, TimeBound};
 use crate::server::grpc::StoreApi;
-use crate::store::{BucketStore, Limits, StoreConfig};
+use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
+use crate::store::{BucketStore, Limits, StoreCollector, StoreConfig};
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -89,17 +90,6 @@ fn parse_time(s: &str) -> Result<TimeBound, String> {
     }
 }
 
-/// Thanos accepts `:10901` for all interfaces.
-pub fn parse_listen_address(s: &str) -> anyhow::Result<SocketAddr> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .with_context(|| format!("invalid listen address {s:?} (want host:port)"))
-}
-
 impl StoreArgs {
     /// The defaults of every flag, for a bucket given inline.
     pub fn for_bucket(
@@ -165,8 +155,10 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: StoreArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals()?;
     let bucket = crate::objstore::from_yaml(&args.objstore_yaml()?)?;
-    let grpc_addr = parse_listen_address(&args.grpc_address)?;
+    let grpc_addr = parse_listen_addr(&args.grpc_address)?;
+    let http_addr = parse_listen_addr(&args.http_address)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     let config = StoreConfig {
@@ -185,22 +177,35 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         tokio::runtime::Handle::current(),
     ));
 
+    let metrics = Metrics::new();
+    metrics.register_collector(StoreCollector(store.clone()));
+    let readiness = Readiness::new();
+    readiness.set_not_ready("the first block sync has not completed");
+    let http = HttpServer::bind(
+        http_addr,
+        HttpState {
+            component: "store",
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(address = %http.local_addr(), "serving /metrics, /-/ready and /-/healthy over HTTP");
+    let http = tokio::spawn(http.serve(shutdown.clone()));
+
     // Serve gRPC right away (Info says "not ready" until the first sync is done), then sync.
-    let api = StoreApi::new(store.clone(), args.series_max_concurrency);
+    let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
     let listener = tokio::net::TcpListener::bind(grpc_addr)
         .await
         .with_context(|| format!("binding --grpc-address {grpc_addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving the StoreAPI over gRPC");
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(api.info_server())
         .add_service(api.store_server())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            },
+            shutdown.wait(),
         );
     let grpc = tokio::spawn(grpc);
 
@@ -209,30 +214,24 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         let every = args.sync_block_duration;
         tokio::spawn(async move {
             loop {
-                if let Err(e) = store.sync().await {
-                    tracing::error!(error = %e, "block sync failed; retrying at the next interval");
+                match store.sync().await {
+                    Ok(_) => readiness.set_ready(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "block sync failed; retrying at the next interval")
+                    }
                 }
                 tokio::time::sleep(every).await;
             }
         })
     };
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: draining gRPC requests");
+    shutdown.wait().await;
+    tracing::info!("shutting down: draining requests");
     syncer.abort();
-    let _ = shutdown_tx.send(true);
     grpc.await
         .context("gRPC server task")?
         .context("gRPC server")?;
+    http.await.context("HTTP server task")??;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "received"),
-    }
 }

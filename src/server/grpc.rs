@@ -5,12 +5,16 @@
 //! bounded channel, so a slow client slows the query instead of growing memory.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::registry::Unit;
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::metrics::{latency_histograms, LatencyHistograms, Metrics, MetricsError};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
 use crate::proto::thanos::{self, info};
@@ -26,20 +30,53 @@ pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 const STREAM_BUFFER: usize = 32;
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    code: String,
+}
+
 /// `thanos.Store` and `thanos.info.Info` over one [`BucketStore`].
 #[derive(Clone)]
 pub struct StoreApi {
     store: Arc<BucketStore>,
     /// `--store.grpc.series-max-concurrency`: Series requests running at once.
     series_gate: Arc<Semaphore>,
+    latency: LatencyHistograms<RequestLabels>,
 }
 
 impl StoreApi {
-    pub fn new(store: Arc<BucketStore>, series_max_concurrency: usize) -> Self {
-        StoreApi {
+    /// Registers the request-latency histograms in `metrics`.
+    pub fn new(
+        store: Arc<BucketStore>,
+        series_max_concurrency: usize,
+        metrics: &Metrics,
+    ) -> Result<Self, MetricsError> {
+        let latency = latency_histograms::<RequestLabels>();
+        metrics.register_with_unit(
+            "stele_grpc_server_handling",
+            "Time to answer StoreAPI requests, by method and status code (Series: until the last frame)",
+            Unit::Seconds,
+            latency.clone(),
+        )?;
+        Ok(StoreApi {
             store,
             series_gate: Arc::new(Semaphore::new(series_max_concurrency.max(1))),
-        }
+            latency,
+        })
+    }
+
+    fn observe<T>(&self, method: &str, started: Instant, result: &Result<T, Status>) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.latency
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                code: format!("{code:?}"),
+            })
+            .observe(started.elapsed().as_secs_f64());
     }
 
     pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi> {
@@ -278,8 +315,14 @@ impl info::info_server::Info for StoreApi {
         &self,
         _: Request<info::InfoRequest>,
     ) -> Result<Response<info::InfoResponse>, Status> {
-        let i = self.store.info().map_err(status)?;
-        Ok(Response::new(info_response(&i)))
+        let started = Instant::now();
+        let r = self
+            .store
+            .info()
+            .map_err(status)
+            .map(|i| Response::new(info_response(&i)));
+        self.observe("Info", started, &r);
+        r
     }
 }
 
@@ -316,8 +359,10 @@ impl thanos::store_server::Store for StoreApi {
         &self,
         request: Request<thanos::SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
+        let started = Instant::now();
         let r = request.into_inner();
-        let query = series_query(&r)?;
+        let query = series_query(&r)
+            .inspect_err(|e| self.observe("Series", started, &Err::<(), _>(e.clone())))?;
         let batch_size = r.response_batch_size.max(1) as usize;
         let permit = self
             .series_gate
@@ -327,6 +372,7 @@ impl thanos::store_server::Store for StoreApi {
             .map_err(|_| Status::unavailable("shutting down"))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = self.store.clone();
+        let api = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             use thanos::series_response::Result as Frame;
@@ -354,16 +400,20 @@ impl thanos::store_server::Store for StoreApi {
                 };
                 store.series(&query, &mut emit)
             };
-            match result {
+            let outcome = match result {
                 Ok(summary) => {
                     if flush(&mut pending) {
                         send(Frame::Hints(series_hints(&summary)));
                     }
+                    Ok(())
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(status(e)));
+                    let st = status(e);
+                    let _ = tx.blocking_send(Err(st.clone()));
+                    Err(st)
                 }
-            }
+            };
+            api.observe("Series", started, &outcome);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -387,7 +437,10 @@ impl thanos::store_server::Store for StoreApi {
             ),
         };
         let store = self.store.clone();
-        let (names, warnings) = blocking(move || store.label_names(&q)).await?;
+        let started = Instant::now();
+        let r = blocking(move || store.label_names(&q)).await;
+        self.observe("LabelNames", started, &r);
+        let (names, warnings) = r?;
         Ok(Response::new(thanos::LabelNamesResponse {
             names,
             warnings,
@@ -419,7 +472,10 @@ impl thanos::store_server::Store for StoreApi {
         };
         let store = self.store.clone();
         let label = r.label;
-        let (values, warnings) = blocking(move || store.label_values(&label, &q)).await?;
+        let started = Instant::now();
+        let r = blocking(move || store.label_values(&label, &q)).await;
+        self.observe("LabelValues", started, &r);
+        let (values, warnings) = r?;
         Ok(Response::new(thanos::LabelValuesResponse {
             values,
             warnings,

@@ -74,11 +74,11 @@ impl BucketBlock {
         files: &BTreeMap<String, u64>,
         dir: &Path,
         runtime: Handle,
-        counters: Arc<FetchCounters>,
+        (index_counters, chunk_counters): (Arc<FetchCounters>, Arc<FetchCounters>),
     ) -> Result<Self> {
         let id = Ulid::from_string(&meta.ulid)
             .map_err(|e| TsdbError::invalid(&meta.ulid, Section::Meta, 0, e.to_string()))?;
-        let file = |rel: &str, len: u64| {
+        let file = |rel: &str, len: u64, counters: &Arc<FetchCounters>| {
             Arc::new(BucketFile::new(
                 bucket.clone(),
                 object_store::path::Path::from(format!("{id}/{rel}")),
@@ -110,12 +110,13 @@ impl BucketBlock {
                     format!("chunk segments are not numbered 000001.. without gaps (expected {expected})"),
                 ).into());
             }
-            segments.push(file(rel, len));
+            segments.push(file(rel, len, &chunk_counters));
         }
         if segments.is_empty() && meta.stats.num_chunks > 0 {
             return Err(missing("chunk segments").into());
         }
-        let (headered, header_built) = index_header::open_or_build(dir, file("index", index_len))?;
+        let (headered, header_built) =
+            index_header::open_or_build(dir, file("index", index_len, &index_counters))?;
         let header_size = headered.header().size();
         let index = IndexReader::open(Arc::new(headered) as Arc<dyn crate::tsdb::source::ReadAt>)?;
         let ext_labels = Labels::from_pairs(

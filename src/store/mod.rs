@@ -8,6 +8,7 @@
 
 mod block;
 mod fetch;
+mod metrics;
 mod query;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use ulid::Ulid;
 
 pub use block::{BucketBlock, StoredChunk, BLOCK_ID_LABEL};
 pub use fetch::{coalesce, FetchCost, MAX_GAP};
+pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
 
 use crate::bucket::discover::{block_files, discover, BlockFilters};
@@ -169,8 +171,18 @@ pub struct BucketStore {
     runtime: Handle,
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
     synced: AtomicBool,
-    pub fetched: Arc<FetchCounters>,
+    /// What was fetched from the bucket for index files, and for chunk segments.
+    pub fetched_index: Arc<FetchCounters>,
+    pub fetched_chunks: Arc<FetchCounters>,
     pub counters: StoreCounters,
+}
+
+impl std::fmt::Debug for BucketStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketStore")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BucketStore {
@@ -181,7 +193,8 @@ impl BucketStore {
             runtime,
             blocks: RwLock::new(BTreeMap::new()),
             synced: AtomicBool::new(false),
-            fetched: Arc::new(FetchCounters::default()),
+            fetched_index: Arc::new(FetchCounters::default()),
+            fetched_chunks: Arc::new(FetchCounters::default()),
             counters: StoreCounters::default(),
         }
     }
@@ -329,7 +342,7 @@ impl BucketStore {
         let bucket = self.bucket.clone();
         let dir = self.config.data_dir.join(id.to_string());
         let runtime = self.runtime.clone();
-        let counters = self.fetched.clone();
+        let counters = (self.fetched_index.clone(), self.fetched_chunks.clone());
         tokio::task::spawn_blocking(move || {
             BucketBlock::open(bucket, meta, &files, &dir, runtime, counters)
                 .map_err(|e| e.to_string())

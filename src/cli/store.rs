@@ -77,9 +77,32 @@ pub struct StoreArgs {
     /// Bytes a single request may download from the bucket (0: unlimited).
     #[arg(long = "store.grpc.downloaded-bytes-limit", default_value_t = 0)]
     pub downloaded_bytes_limit: u64,
+    /// Bytes of the in-memory index cache (postings lists and series entries), e.g. 250MB,
+    /// 1GB (base 2 as in Thanos); 0 disables it.
+    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_size)]
+    pub index_cache_size: u64,
     /// Series requests served at once; more wait.
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     pub series_max_concurrency: usize,
+}
+
+/// A size like Thanos writes it: `250MB`, `1GiB`, `512KB`, `1024` (bytes); base 2 throughout.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit like 250MB"))?;
+    let shift = match s[digits..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "KB" | "KIB" | "K" => 10,
+        "MB" | "MIB" | "M" => 20,
+        "GB" | "GIB" | "G" => 30,
+        "TB" | "TIB" | "T" => 40,
+        u => return Err(format!("invalid size {s:?}: unknown unit {u:?}")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 fn parse_time(s: &str) -> Result<TimeBound, String> {
@@ -170,6 +193,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
             downloaded_bytes: args.downloaded_bytes_limit,
         },
         block_sync_concurrency: args.block_sync_concurrency,
+        index_cache_bytes: args.index_cache_size,
     };
     let store = Arc::new(BucketStore::new(
         bucket,
@@ -234,4 +258,33 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     http.await.context("HTTP server task")??;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_thanos() {
+        assert_eq!(parse_size("250MB"), Ok(250 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512kb"), Ok(512 << 10));
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999TB").is_err());
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let a = StoreArgs::for_bucket(
+            "type: FILESYSTEM".into(),
+            "d".into(),
+            ":1".into(),
+            ":2".into(),
+        );
+        assert_eq!(a.index_cache_size, 250 << 20);
+        assert_eq!(a.min_time, TimeBound::MIN);
+        assert_eq!(a.sync_block_duration, Duration::from_secs(900));
+    }
 }

@@ -17,6 +17,7 @@ use ulid::Ulid;
 use super::fetch::{plan_cost, read_coalesced, FetchCost, MAX_GAP};
 use super::{QueryCtx, StoreError};
 use crate::block::PostingsPlan;
+use crate::cache::CacheKey;
 use crate::index_header;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
@@ -173,31 +174,63 @@ impl BucketBlock {
         if plan.is_empty() {
             return Ok(Vec::new());
         }
+        let mut lists = vec![Vec::new(); plan.keys().len()];
         let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
+        let mut touched_bytes = 0i64;
         for (i, (name, value)) in plan.keys().iter().enumerate() {
-            if let Some(r) = self.index.postings_range(name, value)? {
-                wanted.push((i, r));
+            let Some(r) = self.index.postings_range(name, value)? else {
+                continue;
+            };
+            touched_bytes += (r.end - r.start) as i64;
+            let cached = ctx
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&self.postings_key(name, value)));
+            match cached {
+                Some(b) => lists[i] = self.decode_postings(&b, r.start)?,
+                None => wanted.push((i, r)),
             }
         }
         wanted.sort_by_key(|w| w.1.start);
         let ranges: Vec<Range<u64>> = wanted.iter().map(|w| w.1.clone()).collect();
         let (bytes, cost) = self.read_index(Section::Postings, &ranges, ctx)?;
         ctx.stats.postings_touched += plan.keys().len() as i64;
-        ctx.stats.postings_touched_size_sum +=
-            ranges.iter().map(|r| (r.end - r.start) as i64).sum::<i64>();
+        ctx.stats.postings_touched_size_sum += touched_bytes;
         ctx.stats.postings_to_fetch += ranges.len() as i64;
         ctx.stats.postings_fetched += ranges.len() as i64;
         ctx.stats.postings_fetched_size_sum += cost.bytes as i64;
         ctx.stats.postings_fetch_count += cost.requests as i64;
 
-        let mut lists = vec![Vec::new(); plan.keys().len()];
         for ((i, range), b) in wanted.iter().zip(bytes) {
-            let list = decode_postings_list(&b).map_err(|e| {
-                TsdbError::corrupt(self.index.name(), Section::Postings, range.start, e)
-            })?;
-            lists[*i] = list.into_iter().map(u64::from).collect();
+            lists[*i] = self.decode_postings(&b, range.start)?;
+            if let Some(cache) = &ctx.cache {
+                let (name, value) = &plan.keys()[*i];
+                // A copy: the fetched buffer may span many lists.
+                cache.put(self.postings_key(name, value), Bytes::copy_from_slice(&b));
+            }
         }
         Ok(plan.combine(lists))
+    }
+
+    fn series_key(&self, series_ref: u64) -> CacheKey {
+        CacheKey::Series {
+            block: self.id,
+            series_ref,
+        }
+    }
+
+    fn postings_key(&self, name: &str, value: &str) -> CacheKey {
+        CacheKey::Postings {
+            block: self.id,
+            name: name.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    fn decode_postings(&self, b: &[u8], offset: u64) -> Result<Vec<u64>> {
+        let list = decode_postings_list(b)
+            .map_err(|e| TsdbError::corrupt(self.index.name(), Section::Postings, offset, e))?;
+        Ok(list.into_iter().map(u64::from).collect())
     }
 
     /// Reads index ranges from the bucket, within the request's download budget.
@@ -236,24 +269,42 @@ impl BucketBlock {
             .iter()
             .map(|&r| self.index.series_offset(r))
             .collect::<Result<Vec<u64>, TsdbError>>()?;
-        let ranges: Vec<Range<u64>> = offsets
+        let mut entries: Vec<Bytes> = vec![Bytes::new(); refs.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, &r) in refs.iter().enumerate() {
+            match ctx.cache.as_ref().and_then(|c| c.get(&self.series_key(r))) {
+                Some(b) => entries[i] = b,
+                None => missing.push(i),
+            }
+        }
+        // An entry ends before the next one starts: the next wanted offset bounds the read.
+        let ranges: Vec<Range<u64>> = missing
             .iter()
             .enumerate()
-            .map(|(i, &off)| {
-                let bound = offsets.get(i + 1).copied().unwrap_or(section_end);
+            .map(|(k, &i)| {
+                let off = offsets[i];
+                let bound = missing
+                    .get(k + 1)
+                    .map_or(section_end, |&next| offsets[next]);
                 off..bound.min(off + SERIES_GUESS).min(section_end)
             })
             .collect();
-        let (mut entries, cost) = self.read_index(Section::Series, &ranges, ctx)?;
+        let (fetched, cost) = self.read_index(Section::Series, &ranges, ctx)?;
         ctx.stats.series_fetch_count += cost.requests as i64;
         ctx.stats.series_fetched_size_sum += cost.bytes as i64;
+        for (&i, b) in missing.iter().zip(fetched) {
+            entries[i] = b;
+        }
 
         // Entries longer than their first read get a second, exact one.
         let mut longer: Vec<(usize, Range<u64>)> = Vec::new();
-        for (i, (&off, b)) in offsets.iter().zip(&entries).enumerate() {
-            let total = self.index.series_entry_len(off, b)?;
-            if total > b.len() as u64 {
+        for &i in &missing {
+            let off = offsets[i];
+            let total = self.index.series_entry_len(off, &entries[i])?;
+            if total > entries[i].len() as u64 {
                 longer.push((i, off..off + total));
+            } else {
+                entries[i].truncate(total as usize);
             }
         }
         if !longer.is_empty() {
@@ -263,6 +314,15 @@ impl BucketBlock {
             ctx.stats.series_fetched_size_sum += cost.bytes as i64;
             for ((i, _), b) in longer.into_iter().zip(bytes) {
                 entries[i] = b;
+            }
+        }
+        if let Some(cache) = &ctx.cache {
+            for &i in &missing {
+                // A copy: the fetched buffer may span many entries.
+                cache.put(
+                    self.series_key(refs[i]),
+                    Bytes::copy_from_slice(&entries[i]),
+                );
             }
         }
 

@@ -1,15 +1,17 @@
 //! The store's figures in `/metrics`, read from its counters at scrape time.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::BucketStore;
+use crate::cache::{IndexCache, ItemKind, KindStats};
 use crate::objstore::FetchCounters;
 
 /// Registers with [`crate::metrics::Metrics::register_collector`].
@@ -133,6 +135,73 @@ impl Collector for StoreCollector {
             load(&c.headers_built),
         )?;
         bucket(&mut encoder, "index", &s.fetched_index)?;
-        bucket(&mut encoder, "chunks", &s.fetched_chunks)
+        bucket(&mut encoder, "chunks", &s.fetched_chunks)?;
+        cache(&mut encoder, &s.cache)
     }
+}
+
+/// The index cache, one family per figure with an `item_type` label per kind.
+fn cache(encoder: &mut DescriptorEncoder, cache: &IndexCache) -> std::fmt::Result {
+    gauge(
+        encoder,
+        "stele_index_cache_max_size",
+        "Configured bound of the index cache (--index-cache-size)",
+        Some(&Unit::Bytes),
+        cache.max_bytes() as i64,
+    )?;
+    type Pick = fn(&KindStats) -> &AtomicU64;
+    let counters: [(&str, &str, Pick); 5] = [
+        ("stele_index_cache_requests", "Index cache lookups", |k| {
+            &k.requests
+        }),
+        (
+            "stele_index_cache_hits",
+            "Index cache lookups that hit",
+            |k| &k.hits,
+        ),
+        (
+            "stele_index_cache_items_added",
+            "Items put into the index cache",
+            |k| &k.added,
+        ),
+        (
+            "stele_index_cache_items_evicted",
+            "Items evicted to stay within the byte bound",
+            |k| &k.evicted,
+        ),
+        (
+            "stele_index_cache_items_overflowed",
+            "Items too large to cache",
+            |k| &k.too_large,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for kind in ItemKind::ALL {
+            let c = ConstCounter::new(pick(cache.stats(kind)).load(Ordering::Relaxed));
+            c.encode(family.encode_family(&[("item_type", kind.name())])?)?;
+        }
+    }
+    let gauges: [(&str, &str, Option<&Unit>, Pick); 2] = [
+        (
+            "stele_index_cache_size",
+            "Bytes held by the index cache, with bookkeeping",
+            Some(&Unit::Bytes),
+            |k| &k.bytes,
+        ),
+        (
+            "stele_index_cache_items",
+            "Items held by the index cache",
+            None,
+            |k| &k.items,
+        ),
+    ];
+    for (name, help, unit, pick) in gauges {
+        let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+        for kind in ItemKind::ALL {
+            let g = ConstGauge::new(pick(cache.stats(kind)).load(Ordering::Relaxed) as i64);
+            g.encode(family.encode_family(&[("item_type", kind.name())])?)?;
+        }
+    }
+    Ok(())
 }

@@ -29,6 +29,7 @@ pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
 
 use crate::bucket::discover::{block_files, discover, BlockFilters};
+use crate::cache::IndexCache;
 use crate::model::Labels;
 use crate::objstore::FetchCounters;
 use crate::tsdb::TsdbError;
@@ -62,12 +63,13 @@ impl From<TsdbError> for StoreError {
     }
 }
 
-/// The state of one request: its statistics and what it may still download.
+/// The state of one request: its statistics, what it may still download, the index cache.
 #[derive(Debug, Default)]
 pub struct QueryCtx {
     pub stats: QueryStats,
     /// Bytes the request may download in all; 0 means unlimited.
     pub bytes_limit: u64,
+    pub cache: Option<Arc<IndexCache>>,
 }
 
 impl QueryCtx {
@@ -104,6 +106,8 @@ pub struct StoreConfig {
     pub limits: Limits,
     /// Blocks opened (index headers built) at once during a sync.
     pub block_sync_concurrency: usize,
+    /// Bytes of the index cache (postings and series entries); 0 disables it.
+    pub index_cache_bytes: u64,
 }
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
@@ -175,6 +179,7 @@ pub struct BucketStore {
     pub fetched_index: Arc<FetchCounters>,
     pub fetched_chunks: Arc<FetchCounters>,
     pub counters: StoreCounters,
+    pub cache: Arc<IndexCache>,
 }
 
 impl std::fmt::Debug for BucketStore {
@@ -187,6 +192,7 @@ impl std::fmt::Debug for BucketStore {
 
 impl BucketStore {
     pub fn new(bucket: Arc<dyn ObjectStore>, config: StoreConfig, runtime: Handle) -> Self {
+        let cache = Arc::new(IndexCache::new(config.index_cache_bytes));
         BucketStore {
             bucket,
             config,
@@ -196,6 +202,16 @@ impl BucketStore {
             fetched_index: Arc::new(FetchCounters::default()),
             fetched_chunks: Arc::new(FetchCounters::default()),
             counters: StoreCounters::default(),
+            cache,
+        }
+    }
+
+    /// A fresh request context with the store's limits and cache.
+    pub fn query_ctx(&self) -> QueryCtx {
+        QueryCtx {
+            stats: QueryStats::default(),
+            bytes_limit: self.config.limits.downloaded_bytes,
+            cache: Some(self.cache.clone()),
         }
     }
 
@@ -312,6 +328,7 @@ impl BucketStore {
         for b in &dropped {
             self.counters.block_drops.fetch_add(1, Ordering::Relaxed);
             report.dropped.push(b.id);
+            self.cache.remove_block(b.id);
             tracing::info!(block = %b.id, "block no longer served; removing its local state");
             if let Err(e) = std::fs::remove_dir_all(&b.dir) {
                 tracing::warn!(block = %b.id, error = %e, "removing local block state");

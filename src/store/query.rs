@@ -157,10 +157,7 @@ impl BucketStore {
         self.check_ready()?;
         check_range(q.min_time, q.max_time)?;
         let limits = self.config.limits;
-        let mut ctx = QueryCtx {
-            stats: QueryStats::default(),
-            bytes_limit: limits.downloaded_bytes,
-        };
+        let mut ctx = self.query_ctx();
         let mut summary = SeriesSummary::default();
         let started = Instant::now();
 
@@ -289,10 +286,7 @@ impl BucketStore {
     ) -> Result<(Vec<String>, Vec<String>), StoreError> {
         self.check_ready()?;
         check_range(q.min_time, q.max_time)?;
-        let mut ctx = QueryCtx {
-            stats: QueryStats::default(),
-            bytes_limit: self.config.limits.downloaded_bytes,
-        };
+        let mut ctx = self.query_ctx();
         let mut all: Vec<String> = Vec::new();
         let mut warnings = Vec::new();
         for (block, matchers) in

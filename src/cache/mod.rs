@@ -1,0 +1,297 @@
+//! The index cache: postings lists and series entries of the served blocks, as the bytes the
+//! bucket returned, in one LRU bounded in bytes.
+//!
+//! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
+//! on each other. Every shard holds at most its share of the budget; accounting is exact
+//! (key bytes, value bytes and a fixed per-entry overhead), so `stele_index_cache_bytes` is
+//! what the cache really holds. An item larger than a shard's share is not cached at all.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use lru::LruCache;
+use parking_lot::Mutex;
+use ulid::Ulid;
+
+/// Bookkeeping per entry beyond key and value bytes: the LRU's node and map slot, the
+/// `Bytes` header and the key's heap header.
+const ENTRY_OVERHEAD: u64 = 96;
+const SHARDS: usize = 16;
+
+/// What an entry holds; metrics are kept per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    Postings,
+    Series,
+}
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 2] = [ItemKind::Postings, ItemKind::Series];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ItemKind::Postings => "postings",
+            ItemKind::Series => "series",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A cache key: the block and what in it. The full label name and value are part of the key,
+/// so two lists can never be confused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    Postings {
+        block: Ulid,
+        name: String,
+        value: String,
+    },
+    Series {
+        block: Ulid,
+        series_ref: u64,
+    },
+}
+
+impl CacheKey {
+    pub fn kind(&self) -> ItemKind {
+        match self {
+            CacheKey::Postings { .. } => ItemKind::Postings,
+            CacheKey::Series { .. } => ItemKind::Series,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            CacheKey::Postings { name, value, .. } => (32 + name.len() + value.len()) as u64,
+            CacheKey::Series { .. } => 32,
+        }
+    }
+}
+
+/// Counters of one item kind.
+#[derive(Debug, Default)]
+pub struct KindStats {
+    pub requests: AtomicU64,
+    pub hits: AtomicU64,
+    pub added: AtomicU64,
+    pub evicted: AtomicU64,
+    pub too_large: AtomicU64,
+    pub bytes: AtomicU64,
+    pub items: AtomicU64,
+}
+
+struct Shard {
+    lru: LruCache<CacheKey, Bytes>,
+    bytes: u64,
+}
+
+pub struct IndexCache {
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: u64,
+    hasher: std::collections::hash_map::RandomState,
+    stats: [KindStats; 2],
+    max_bytes: u64,
+}
+
+impl std::fmt::Debug for IndexCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexCache")
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn entry_size(key: &CacheKey, value: &Bytes) -> u64 {
+    key.size() + value.len() as u64 + ENTRY_OVERHEAD
+}
+
+impl IndexCache {
+    /// A cache holding at most `max_bytes`; 0 disables it (every lookup misses).
+    pub fn new(max_bytes: u64) -> Self {
+        IndexCache {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        lru: LruCache::unbounded(),
+                        bytes: 0,
+                    })
+                })
+                .collect(),
+            shard_budget: max_bytes / SHARDS as u64,
+            hasher: Default::default(),
+            stats: Default::default(),
+            max_bytes,
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    pub fn stats(&self, kind: ItemKind) -> &KindStats {
+        &self.stats[kind.index()]
+    }
+
+    fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize]
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        let stats = self.stats(key.kind());
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let hit = self.shard(key).lock().lru.get(key).cloned();
+        if hit.is_some() {
+            stats.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Stores `value`, evicting least recently used entries of the shard to make room.
+    /// `value` should own its bytes (not a slice of a larger buffer), or the cache would keep
+    /// the whole buffer alive; callers copy slices first.
+    pub fn put(&self, key: CacheKey, value: Bytes) {
+        let kind = key.kind();
+        let size = entry_size(&key, &value);
+        if size > self.shard_budget {
+            self.stats(kind).too_large.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut shard = self.shard(&key).lock();
+        let stats = self.stats(kind);
+        if let Some(old) = shard.lru.put(key.clone(), value) {
+            let old_size = entry_size(&key, &old);
+            shard.bytes -= old_size;
+            stats.bytes.fetch_sub(old_size, Ordering::Relaxed);
+            stats.items.fetch_sub(1, Ordering::Relaxed);
+        }
+        shard.bytes += size;
+        stats.bytes.fetch_add(size, Ordering::Relaxed);
+        stats.items.fetch_add(1, Ordering::Relaxed);
+        stats.added.fetch_add(1, Ordering::Relaxed);
+        while shard.bytes > self.shard_budget {
+            let Some((k, v)) = shard.lru.pop_lru() else {
+                break;
+            };
+            let s = entry_size(&k, &v);
+            shard.bytes -= s;
+            let ks = self.stats(k.kind());
+            ks.bytes.fetch_sub(s, Ordering::Relaxed);
+            ks.items.fetch_sub(1, Ordering::Relaxed);
+            ks.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes held, all kinds.
+    pub fn bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+
+    /// Drops every entry of `block` (when it stops being served).
+    pub fn remove_block(&self, block: Ulid) {
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            let doomed: Vec<CacheKey> = shard
+                .lru
+                .iter()
+                .filter(|(k, _)| match k {
+                    CacheKey::Postings { block: b, .. } | CacheKey::Series { block: b, .. } => {
+                        *b == block
+                    }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                if let Some(v) = shard.lru.pop(&k) {
+                    let s = entry_size(&k, &v);
+                    shard.bytes -= s;
+                    let ks = self.stats(k.kind());
+                    ks.bytes.fetch_sub(s, Ordering::Relaxed);
+                    ks.items.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn postings(block: u128, value: &str) -> CacheKey {
+        CacheKey::Postings {
+            block: Ulid(block),
+            name: "job".into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn stays_within_its_byte_budget_and_evicts_least_recently_used() {
+        let cache = IndexCache::new(16 * 4096);
+        for i in 0..2000 {
+            cache.put(postings(1, &format!("v{i}")), Bytes::from(vec![0u8; 500]));
+            assert!(cache.bytes() <= cache.max_bytes());
+        }
+        let s = cache.stats(ItemKind::Postings);
+        assert_eq!(s.added.load(Ordering::Relaxed), 2000);
+        assert!(s.evicted.load(Ordering::Relaxed) > 1500);
+        assert_eq!(s.bytes.load(Ordering::Relaxed), cache.bytes());
+        // The most recent entry is there, the oldest long gone.
+        assert!(cache.get(&postings(1, "v1999")).is_some());
+        assert!(cache.get(&postings(1, "v0")).is_none());
+        assert_eq!(s.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(s.requests.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn keys_are_exact_and_blocks_can_be_dropped() {
+        let cache = IndexCache::new(1 << 20);
+        cache.put(postings(1, "a"), Bytes::from_static(b"one"));
+        cache.put(postings(2, "a"), Bytes::from_static(b"two"));
+        cache.put(
+            CacheKey::Series {
+                block: Ulid(1),
+                series_ref: 7,
+            },
+            Bytes::from_static(b"s"),
+        );
+        assert_eq!(cache.get(&postings(1, "a")).unwrap(), "one");
+        assert_eq!(cache.get(&postings(2, "a")).unwrap(), "two");
+        assert!(cache.get(&postings(1, "b")).is_none());
+        cache.remove_block(Ulid(1));
+        assert!(cache.get(&postings(1, "a")).is_none());
+        assert_eq!(cache.get(&postings(2, "a")).unwrap(), "two");
+        assert_eq!(
+            cache.stats(ItemKind::Series).items.load(Ordering::Relaxed),
+            0
+        );
+        // Replacing an entry keeps the accounting exact.
+        cache.put(postings(2, "a"), Bytes::from_static(b"three"));
+        assert_eq!(
+            cache.bytes(),
+            cache
+                .stats(ItemKind::Postings)
+                .bytes
+                .load(Ordering::Relaxed)
+        );
+    }
+
+    #[test]
+    fn oversized_items_and_a_zero_budget_cache_nothing() {
+        let cache = IndexCache::new(0);
+        cache.put(postings(1, "a"), Bytes::from_static(b"x"));
+        assert!(cache.get(&postings(1, "a")).is_none());
+        assert_eq!(
+            cache
+                .stats(ItemKind::Postings)
+                .too_large
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(cache.bytes(), 0);
+    }
+}

@@ -68,7 +68,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Query it with any StoreAPI client, e.g. grpcurl from the repository root:");
     println!(
-        "  grpcurl -plaintext -import-path proto -proto thanos/rpc.proto -d '{{\"matchers\":[{{\"name\":\"__name__\",\"value\":\"up\"}}],\"min_time\":0,\"max_time\":9999999999999,\"skip_chunks\":true}}' {} thanos.Store/Series",
+        "  grpcurl -plaintext -import-path proto -proto thanos/rpc.proto -proto thanos/hints.proto -d '{{\"matchers\":[{{\"name\":\"__name__\",\"value\":\"up\"}}],\"min_time\":0,\"max_time\":9999999999999,\"skip_chunks\":true}}' {} thanos.Store/Series",
         args.grpc_address
     );
     println!(

@@ -260,10 +260,10 @@ impl ReadAt for HeaderedIndex {
     }
 
     fn read_ranges(&self, ranges: &[Range<u64>]) -> std::result::Result<Vec<Bytes>, ReadError> {
-        if ranges.iter().all(|r| self.header.local(r).is_some()) {
-            return Ok(ranges.iter().filter_map(|r| self.header.local(r)).collect());
+        match ranges.iter().map(|r| self.header.local(r)).collect() {
+            Some(local) => Ok(local),
+            None => self.remote.read_ranges(ranges),
         }
-        self.remote.read_ranges(ranges)
     }
 }
 

@@ -267,6 +267,26 @@ fn series_query(r: &thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
     })
 }
 
+/// The query of a LabelNames or LabelValues request (their fields are the same).
+fn labels_query(
+    (start, end): (i64, i64),
+    label_matchers: &[thanos::LabelMatcher],
+    without_replica_labels: Vec<String>,
+    limit: i64,
+    block_matchers: &[thanos::LabelMatcher],
+    (partial_disabled, partial_strategy): (bool, i32),
+) -> Result<LabelsQuery, Status> {
+    Ok(LabelsQuery {
+        min_time: start,
+        max_time: end,
+        matchers: matchers(label_matchers)?,
+        without_replica_labels,
+        limit: limit.max(0) as u64,
+        block_matchers: matchers(block_matchers)?,
+        partial_response: partial_response(partial_disabled, partial_strategy),
+    })
+}
+
 fn info_response(i: &StoreInfo) -> info::InfoResponse {
     info::InfoResponse {
         label_sets: i
@@ -361,8 +381,11 @@ impl thanos::store_server::Store for StoreApi {
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
-        let query = series_query(&r)
-            .inspect_err(|e| self.observe("Series", started, &Err::<(), _>(e.clone())))?;
+        let query = series_query(&r);
+        if query.is_err() {
+            self.observe("Series", started, &query);
+        }
+        let query = query?;
         let batch_size = r.response_batch_size.max(1) as usize;
         let permit = self
             .series_gate
@@ -424,18 +447,14 @@ impl thanos::store_server::Store for StoreApi {
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
         let r = request.into_inner();
         let h: hintspb::LabelNamesRequestHints = hints(&r.hints, "hintspb.LabelNamesRequestHints")?;
-        let q = LabelsQuery {
-            min_time: r.start,
-            max_time: r.end,
-            matchers: matchers(&r.matchers)?,
-            without_replica_labels: r.without_replica_labels,
-            limit: r.limit.max(0) as u64,
-            block_matchers: matchers(&h.block_matchers)?,
-            partial_response: partial_response(
-                r.partial_response_disabled,
-                r.partial_response_strategy,
-            ),
-        };
+        let q = labels_query(
+            (r.start, r.end),
+            &r.matchers,
+            r.without_replica_labels,
+            r.limit,
+            &h.block_matchers,
+            (r.partial_response_disabled, r.partial_response_strategy),
+        )?;
         let store = self.store.clone();
         let started = Instant::now();
         let r = blocking(move || store.label_names(&q)).await;
@@ -458,18 +477,14 @@ impl thanos::store_server::Store for StoreApi {
         }
         let h: hintspb::LabelValuesRequestHints =
             hints(&r.hints, "hintspb.LabelValuesRequestHints")?;
-        let q = LabelsQuery {
-            min_time: r.start,
-            max_time: r.end,
-            matchers: matchers(&r.matchers)?,
-            without_replica_labels: r.without_replica_labels,
-            limit: r.limit.max(0) as u64,
-            block_matchers: matchers(&h.block_matchers)?,
-            partial_response: partial_response(
-                r.partial_response_disabled,
-                r.partial_response_strategy,
-            ),
-        };
+        let q = labels_query(
+            (r.start, r.end),
+            &r.matchers,
+            r.without_replica_labels,
+            r.limit,
+            &h.block_matchers,
+            (r.partial_response_disabled, r.partial_response_strategy),
+        )?;
         let store = self.store.clone();
         let label = r.label;
         let started = Instant::now();

@@ -3,8 +3,8 @@
 //! Decodes and encodes 1000 chunks of 120 samples each (Prometheus' usual chunk size) for several
 //! realistic series shapes: a 15 s scrape interval with occasional millisecond jitter, and values
 //! that are counters with small integer increments, noisy float gauges, or constants, plus a mix
-//! of all three; `xor_decode_into` measures the columnar `XorIter::decode_into`. Run with
-//! `cargo bench --bench xor` (quick: `-- --warm-up-time 1 --measurement-time 3`).
+//! of all three. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1
+//! --measurement-time 3`).
 //!
 //! For `perf stat`, `XOR_PERF=<shape>:<iterations>` replaces criterion by a fixed number of
 //! decoding passes over one data set (see `perf_run`).
@@ -96,30 +96,6 @@ fn bench(c: &mut Criterion) {
                 for chunk in encoded {
                     let it = XorIter::new(black_box(chunk)).expect("valid chunk");
                     for (t, v) in it {
-                        acc = acc.wrapping_add(t as u64 ^ v.to_bits());
-                    }
-                }
-                acc
-            })
-        });
-    }
-    g.finish();
-
-    // The columnar bulk API: the whole chunk decoded in one loop into reused buffers.
-    let mut g = c.benchmark_group("xor_decode_into");
-    g.throughput(Throughput::Elements(total));
-    for (name, chunks) in &sets {
-        let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
-        g.bench_with_input(BenchmarkId::from_parameter(name), &encoded, |b, encoded| {
-            let (mut ts, mut vs) = (Vec::new(), Vec::new());
-            b.iter(|| {
-                let mut acc = 0u64;
-                for chunk in encoded {
-                    ts.clear();
-                    vs.clear();
-                    let mut it = XorIter::new(black_box(chunk)).expect("valid chunk");
-                    it.decode_into(&mut ts, &mut vs);
-                    for (&t, &v) in ts.iter().zip(&vs) {
                         acc = acc.wrapping_add(t as u64 ^ v.to_bits());
                     }
                 }

@@ -211,9 +211,7 @@ impl XorEncoder {
 /// one 8-byte big-endian load (a zero-padded copy near the end of the data), so a typical sample
 /// costs one refill check, a couple of shifts and a few well-predicted branches. Running past the
 /// end is detected once per sample by comparing the consumed bit count with the data length;
-/// until then the reader just sees zero bits. [`XorIter::decode_into`] decodes the rest of the
-/// chunk into two columns in one loop over a local copy of the reader state, which is faster
-/// than the iterator.
+/// until then the reader just sees zero bits.
 #[derive(Debug, Clone)]
 pub struct XorIter<'a> {
     st: State<'a>,
@@ -280,58 +278,6 @@ impl<'a> XorIter<'a> {
     /// The error that stopped the iteration early, if any.
     pub fn err(&self) -> Option<&DecodeError> {
         self.err.as_ref()
-    }
-
-    /// Decodes all remaining samples, appending timestamps to `ts` and values to `vs`, and
-    /// returns how many were appended. Stops at the first problem like the iterator does: the
-    /// samples before it are appended and the error is in [`XorIter::err`].
-    pub fn decode_into(&mut self, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> usize {
-        let mut n = 0;
-        // Samples 0 and 1 are byte aligned and decoded by the iterator.
-        while self.num_read < 2 {
-            match self.next() {
-                Some((t, v)) => {
-                    ts.push(t);
-                    vs.push(v);
-                    n += 1;
-                }
-                None => return n,
-            }
-        }
-        let left = usize::from(self.num_total - self.num_read);
-        let (t_base, v_base) = (ts.len(), vs.len());
-        ts.resize(t_base + left, 0);
-        vs.resize(v_base + left, 0.0);
-        let end_bits = (self.st.data.len() as u64) * 8;
-        // A local copy never escapes, so it lives in registers for the whole loop.
-        let mut st = self.st;
-        let mut done = 0usize;
-        let mut err = None;
-        let out_t = ts.get_mut(t_base..).unwrap_or_default();
-        let out_v = vs.get_mut(v_base..).unwrap_or_default();
-        for (ot, ov) in out_t.iter_mut().zip(out_v.iter_mut()) {
-            if let Err(w) = st.step() {
-                err = Some(bad_window(w));
-                break;
-            }
-            let consumed = st.consumed_bits();
-            if consumed > end_bits {
-                err = Some(short_read(consumed, st.data.len()));
-                break;
-            }
-            *ot = st.t;
-            *ov = f64::from_bits(st.v);
-            done += 1;
-        }
-        self.st = st;
-        ts.truncate(t_base + done);
-        vs.truncate(v_base + done);
-        // `done <= left <= u16::MAX`, so this cannot wrap.
-        self.num_read += done as u16;
-        if let Some(e) = err {
-            self.fail(e);
-        }
-        n + done
     }
 
     /// Records a sticky error and ends the iteration.
@@ -704,26 +650,6 @@ mod tests {
             let data = encode(&s);
             for cut in 0..data.len() {
                 prop_assert!(decode_xor(&data[..cut]).is_err(), "prefix {} of {}", cut, data.len());
-            }
-        }
-
-        #[test]
-        fn decode_into_matches_iterator(s in samples(), cut in any::<prop::sample::Index>()) {
-            let data = encode(&s);
-            // Whole chunks and arbitrary prefixes, with a non-empty output to append to.
-            for d in [&data[..], &data[..cut.index(data.len() + 1)]] {
-                let mut it = match XorIter::new(d) { Ok(it) => it, Err(_) => continue };
-                let expected: Vec<_> = it.clone().map(|(t, v)| (t, v.to_bits())).collect();
-                let expect_err = { let mut c = it.clone(); c.by_ref().count(); c.err().is_some() };
-                let (mut ts, mut vs) = (vec![7i64], vec![7.0f64]);
-                let n = it.decode_into(&mut ts, &mut vs);
-                prop_assert_eq!(n, expected.len());
-                prop_assert_eq!(ts.len(), n + 1);
-                prop_assert_eq!(vs.len(), n + 1);
-                let got: Vec<_> = ts[1..].iter().zip(&vs[1..]).map(|(&t, v)| (t, v.to_bits())).collect();
-                prop_assert_eq!(got, expected);
-                prop_assert_eq!(it.err().is_some(), expect_err);
-                prop_assert!(it.next().is_none());
             }
         }
 

@@ -661,6 +661,141 @@ mod tests {
             .collect())
     }
 
+    /// Everything the iterator yields, and whether it stopped on an error.
+    fn decode_all(data: &[u8]) -> (Vec<(i64, u64)>, bool) {
+        let Ok(mut it) = XorIter::new(data) else {
+            return (Vec::new(), true);
+        };
+        let got: Vec<_> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
+        assert!(it.next().is_none(), "the iterator stays done");
+        let failed = it.err().is_some();
+        assert_eq!(failed, got.len() < usize::from(it.num_samples()));
+        (got, failed)
+    }
+
+    /// A bit-at-a-time decoder written straight from the format description, to check the
+    /// fast one against: the samples before the first problem, and whether there was one.
+    fn reference_decode(data: &[u8]) -> (Vec<(i64, u64)>, bool) {
+        struct Bits<'a> {
+            data: &'a [u8],
+            bit: usize,
+        }
+        impl Bits<'_> {
+            fn read(&mut self, n: u32) -> Option<u64> {
+                let mut v = 0u64;
+                for _ in 0..n {
+                    let byte = *self.data.get(self.bit / 8)?;
+                    v = (v << 1) | u64::from((byte >> (7 - self.bit % 8)) & 1);
+                    self.bit += 1;
+                }
+                Some(v)
+            }
+            fn uvarint(&mut self) -> Option<u64> {
+                // Byte aligned here.
+                let (v, n) = read_uvarint(self.data.get(self.bit / 8..)?).ok()?;
+                self.bit += 8 * n;
+                Some(v)
+            }
+        }
+        // The value that follows, given the previous one and the window (leading, trailing).
+        fn value(r: &mut Bits, v: u64, win: &mut (u32, u32)) -> Option<u64> {
+            if r.read(1)? == 0 {
+                return Some(v);
+            }
+            if r.read(1)? == 1 {
+                let leading = r.read(5)? as u32;
+                let sig = match r.read(6)? as u32 {
+                    0 => 64,
+                    s => s,
+                };
+                if leading + sig > 64 {
+                    return None;
+                }
+                *win = (leading, 64 - leading - sig);
+            }
+            let sig = 64 - win.0 - win.1;
+            Some(v ^ (r.read(sig)? << win.1))
+        }
+        fn run(r: &mut Bits, out: &mut Vec<(i64, u64)>) -> Option<()> {
+            let count = r.read(16)? as usize;
+            let mut win = (0, 0);
+            let (mut t, mut delta, mut v) = (0i64, 0u64, 0u64);
+            for i in 0..count {
+                match i {
+                    0 => {
+                        t = unzigzag(r.uvarint()?);
+                        v = r.read(64)?;
+                    }
+                    1 => {
+                        delta = r.uvarint()?;
+                        t = t.wrapping_add(delta as i64);
+                        v = value(r, v, &mut win)?;
+                    }
+                    _ => {
+                        let mut ones = 0;
+                        while ones < 4 && r.read(1)? == 1 {
+                            ones += 1;
+                        }
+                        let width = [0, 14, 17, 20, 64][ones];
+                        let mut dod = r.read(width)?;
+                        if (1..64).contains(&width) && dod > 1 << (width - 1) {
+                            dod = dod.wrapping_sub(1 << width);
+                        }
+                        delta = delta.wrapping_add(dod);
+                        t = t.wrapping_add(delta as i64);
+                        v = value(r, v, &mut win)?;
+                    }
+                }
+                out.push((t, v));
+            }
+            Some(())
+        }
+        let mut out = Vec::new();
+        let ok = run(&mut Bits { data, bit: 0 }, &mut out).is_some();
+        (out, !ok)
+    }
+
+    /// Counter-like series: small increments (narrow value windows), repeats, an occasional
+    /// jump, NaN or stale marker, and regular timestamps with jitter and the odd large gap.
+    fn counter_like() -> impl Strategy<Value = Vec<(i64, u64)>> {
+        let step = (
+            prop_oneof![
+                8 => (0u32..10).prop_map(f64::from),
+                1 => (0u32..1_000_000).prop_map(f64::from),
+                1 => Just(0.0),
+            ],
+            prop_oneof![
+                20 => Just(None),
+                1 => Just(Some(STALE_NAN)),
+                1 => Just(Some(f64::NAN.to_bits())),
+                1 => Just(Some(f64::INFINITY.to_bits())),
+            ],
+            prop_oneof![
+                8 => Just(15_000i64),
+                2 => 14_950i64..15_050,
+                1 => -(1i64 << 20)..(1i64 << 20),
+                1 => any::<i64>(),
+            ],
+        );
+        (
+            any::<i64>(),
+            0.0f64..1e9,
+            proptest::collection::vec(step, 0..400),
+        )
+            .prop_map(|(t0, v0, steps)| {
+                let (mut t, mut v) = (t0, v0.floor());
+                steps
+                    .into_iter()
+                    .map(|(inc, special, dt)| {
+                        v += inc;
+                        let s = (t, special.unwrap_or(v.to_bits()));
+                        t = t.wrapping_add(dt);
+                        s
+                    })
+                    .collect()
+            })
+    }
+
     fn value_bits() -> impl Strategy<Value = u64> {
         prop_oneof![
             any::<u64>(),
@@ -728,6 +863,31 @@ mod tests {
             for cut in 0..data.len() {
                 prop_assert!(decode_xor(&data[..cut]).is_err(), "prefix {} of {}", cut, data.len());
             }
+        }
+
+        #[test]
+        fn round_trip_counter_like(s in counter_like()) {
+            let data = encode(&s);
+            prop_assert_eq!(decode_bits(&data).unwrap(), s);
+        }
+
+        #[test]
+        fn matches_reference_decoder(s in samples(), cut in any::<prop::sample::Index>()) {
+            // Valid chunks and every kind of truncation of them.
+            let data = encode(&s);
+            let d = &data[..cut.index(data.len() + 1)];
+            prop_assert_eq!(decode_all(d), reference_decode(d));
+        }
+
+        #[test]
+        fn garbage_matches_reference_decoder(
+            count in any::<u16>(),
+            data in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut b = count.to_be_bytes().to_vec();
+            b.extend_from_slice(&data);
+            prop_assert_eq!(decode_all(&b), reference_decode(&b));
+            prop_assert_eq!(decode_all(&data), reference_decode(&data));
         }
 
         #[test]

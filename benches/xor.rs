@@ -3,9 +3,13 @@
 //! Decodes and encodes 1000 chunks of 120 samples each (Prometheus' usual chunk size) for several
 //! realistic series shapes: a 15 s scrape interval with occasional millisecond jitter, and values
 //! that are counters with small integer increments, noisy float gauges, or constants, plus a mix
-//! of all three; `xor_decode_into` measures the columnar `XorIter::decode_into`. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1 --measurement-time 3`).
+//! of all three. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1
+//! --measurement-time 3`).
+//!
+//! For `perf stat`, `XOR_PERF=<shape>:<iterations>` replaces criterion by a fixed number of
+//! decoding passes over one data set (see `perf_run`).
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use stele::tsdb::chunks::{XorEncoder, XorIter};
@@ -101,30 +105,6 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    // The columnar bulk API: the whole chunk decoded in one loop into reused buffers.
-    let mut g = c.benchmark_group("xor_decode_into");
-    g.throughput(Throughput::Elements(total));
-    for (name, chunks) in &sets {
-        let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
-        g.bench_with_input(BenchmarkId::from_parameter(name), &encoded, |b, encoded| {
-            let (mut ts, mut vs) = (Vec::new(), Vec::new());
-            b.iter(|| {
-                let mut acc = 0u64;
-                for chunk in encoded {
-                    ts.clear();
-                    vs.clear();
-                    let mut it = XorIter::new(black_box(chunk)).expect("valid chunk");
-                    it.decode_into(&mut ts, &mut vs);
-                    for (&t, &v) in ts.iter().zip(&vs) {
-                        acc = acc.wrapping_add(t as u64 ^ v.to_bits());
-                    }
-                }
-                acc
-            })
-        });
-    }
-    g.finish();
-
     let mut g = c.benchmark_group("xor_encode");
     g.throughput(Throughput::Elements(total));
     for (name, chunks) in &sets {
@@ -141,5 +121,38 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// `XOR_PERF=<shape>:<iterations>` instead of criterion: decodes that data set a fixed number of
+/// times with the same loop as `xor_decode` and exits, for a steady per-sample count under
+/// `perf stat` (subtract a run with 0 iterations, which only builds the data).
+fn perf_run(spec: &str) {
+    let (name, iterations) = spec.split_once(':').expect("XOR_PERF=<shape>:<iterations>");
+    let iterations: usize = iterations.parse().expect("iterations");
+    let (_, chunks) = data_sets()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .expect("shape: counter, gauge, constant or mixed");
+    let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
+    let mut acc = 0u64;
+    for _ in 0..iterations {
+        for chunk in &encoded {
+            for (t, v) in XorIter::new(black_box(chunk)).expect("valid chunk") {
+                acc = acc.wrapping_add(t as u64 ^ v.to_bits());
+            }
+        }
+    }
+    println!(
+        "{name}: {} samples decoded ({acc:x})",
+        iterations * SAMPLES_PER_CHUNK * CHUNKS
+    );
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("XOR_PERF") {
+        perf_run(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

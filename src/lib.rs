@@ -6,6 +6,7 @@ pub mod block;
 pub mod bucket;
 pub mod cache;
 pub mod cli;
+pub mod fs;
 pub mod gen;
 pub mod index_header;
 pub mod metrics;

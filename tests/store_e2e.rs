@@ -79,6 +79,18 @@ impl StoreProcess {
         panic!("stele store at {} did not become ready", self.grpc);
     }
 
+    /// Kills the store (no clean shutdown) and hands back its data dir, to restart on it.
+    fn kill(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
+    }
+
+    /// The value of an unlabelled sample in the store's /metrics.
+    fn metric(&self, name: &str) -> f64 {
+        let (status, body) = http_get(&format!("{}/metrics", self.http)).unwrap();
+        assert_eq!(status, 200);
+        metric_value(&String::from_utf8(body).unwrap(), name)
+    }
+
     fn client(&self, rt: &tokio::runtime::Runtime) -> StoreClient<Channel> {
         rt.block_on(async {
             let ch = Channel::from_shared(self.grpc.clone())
@@ -835,6 +847,11 @@ fn bad_blocks_and_deletions_leave_the_rest_serving() {
     let mut client = store.client(&rt);
     let (min, max) = (i64::MIN, i64::MAX);
     let sel = r#"{__name__="up"}"#;
+    // Blocks serve as soon as their metas are synced; the broken index is found when its
+    // header is built in the background, and from then on that block is left out.
+    wait_until("the broken index is found", || {
+        store.metric("stele_store_block_load_failures_total") >= 1.0
+    });
 
     // The half-uploaded and unreadable blocks are not served; the corrupt chunks give a
     // warning (partial response) or fail the request (abort); the rest is served.
@@ -899,6 +916,72 @@ fn bad_blocks_and_deletions_leave_the_rest_serving() {
         let r = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
         r.series.is_empty() && r.warnings.is_empty() && queried(&r).is_empty()
     });
+}
+
+#[test]
+fn index_headers_open_on_use_close_when_idle_and_reopen_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let profile = stele::gen::profile::parse_profile("tiny", "tiny", TINY_PROFILE).unwrap();
+    let metas = stele::gen::generate(&profile, &bucket, &indicatif::ProgressBar::hidden()).unwrap();
+    assert_eq!(metas.len(), 2);
+    let yaml = filesystem_yaml(&bucket);
+    let rt = runtime();
+    let sel = r#"{__name__="up"}"#;
+    let first = &metas[0];
+    let (min, max) = (first.min_time, first.max_time - 1);
+    let headers_open = |store: &StoreProcess| store.metric("stele_store_index_headers_open");
+    let built = |store: &StoreProcess| store.metric("stele_store_index_headers_built_total");
+
+    // Headers are built in the background after the sync; none stays open without queries.
+    let store = StoreProcess::start(&yaml, &["--store.index-header-lazy-reader-idle-timeout=3s"]);
+    wait_until("both headers are built", || built(&store) == 2.0);
+    assert_eq!(headers_open(&store), 0.0);
+    let mut client = store.client(&rt);
+    let got = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+    assert_eq!(queried(&got), std::slice::from_ref(&first.ulid));
+    let want = decode(&got.series, min, max);
+    assert!(!want.is_empty());
+    assert_eq!(headers_open(&store), 1.0, "only the queried block opens");
+    wait_until("the idle index closes", || headers_open(&store) == 0.0);
+    assert_eq!(store.metric("stele_store_index_header_unloads_total"), 1.0);
+    let again = call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+    assert_eq!(decode(&again.series, min, max), want);
+    assert_eq!(built(&store), 2.0, "reopened from the header on disk");
+    drop(client);
+    let data_dir = store.kill();
+
+    // The open set survives a restart (even a kill): those indexes open before any query.
+    let store = StoreProcess::start_in(&yaml, &[], data_dir);
+    let mut client = store.client(&rt);
+    call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
+    let snapshot = store.data_dir.path().join("open-blocks.json");
+    wait_until("the snapshot lists the open block", || {
+        std::fs::read_to_string(&snapshot).is_ok_and(|s| s.contains(&first.ulid))
+    });
+    drop(client);
+    let data_dir = store.kill();
+    let store = StoreProcess::start_in(&yaml, &[], data_dir);
+    wait_until("the snapshot's block reopens by itself", || {
+        headers_open(&store) == 1.0
+    });
+    assert_eq!(built(&store), 0.0, "headers reused from disk");
+    assert_eq!(store.metric("stele_store_index_header_loads_total"), 1.0);
+
+    // A damaged header is rebuilt at the next start.
+    let data_dir = store.kill();
+    let header = data_dir.path().join(&metas[1].ulid).join("index-header");
+    let mut bytes = std::fs::read(&header).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&header, bytes).unwrap();
+    let store = StoreProcess::start_in(&yaml, &[], data_dir);
+    wait_until("the damaged header is rebuilt", || built(&store) == 1.0);
+    let mut client = store.client(&rt);
+    let (all_min, all_max) = (i64::MIN, i64::MAX);
+    let got = call_series(&rt, &mut client, series_request(sel, all_min, all_max)).unwrap();
+    assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+    assert_eq!(queried(&got).len(), 2);
 }
 
 trait TapSort {

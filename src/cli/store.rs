@@ -40,9 +40,27 @@ pub struct StoreArgs {
     /// How often the bucket is synced for new and deleted blocks.
     #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration)]
     pub sync_block_duration: Duration,
-    /// Blocks whose index headers are built at once during a sync.
+    /// Blocks whose index headers are built (or opened) at once after a sync.
     #[arg(long = "block-sync-concurrency", default_value_t = 20)]
     pub block_sync_concurrency: usize,
+    /// Open a block's index header on the first query that needs it and close it when idle
+    /// (default). With false, every block's index stays open.
+    #[arg(
+        long = "store.enable-index-header-lazy-reader",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub lazy_index_headers: bool,
+    /// Close a block's index after this long without queries (0s: never). The blocks open at
+    /// shutdown are reopened at the next start.
+    #[arg(
+        long = "store.index-header-lazy-reader-idle-timeout",
+        default_value = "5m",
+        value_parser = parse_duration
+    )]
+    pub index_header_idle_timeout: Duration,
     /// meta.json files fetched at once during a sync.
     #[arg(long = "block-meta-fetch-concurrency", default_value_t = 32)]
     pub block_meta_fetch_concurrency: usize,
@@ -193,6 +211,8 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
             downloaded_bytes: args.downloaded_bytes_limit,
         },
         block_sync_concurrency: args.block_sync_concurrency,
+        lazy_index_headers: args.lazy_index_headers,
+        index_header_idle_timeout: args.index_header_idle_timeout,
         index_cache_bytes: args.index_cache_size,
     };
     let store = Arc::new(BucketStore::new(
@@ -249,13 +269,30 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         })
     };
 
+    let header_keeper = {
+        let store = store.clone();
+        // Often enough that an index closes within ~10% of its idle timeout.
+        let every = (args.index_header_idle_timeout / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
+            }
+        })
+    };
+
     shutdown.wait().await;
     tracing::info!("shutting down: draining requests");
     syncer.abort();
+    header_keeper.abort();
     grpc.await
         .context("gRPC server task")?
         .context("gRPC server")?;
     http.await.context("HTTP server task")??;
+    // Record which indexes are open, so the next start reopens them before the first query.
+    let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! count `u32`, then `(index offset u64, length u64)` per region, the region bytes in that
 //! order, and a CRC32C of everything before it. A file that fails any check is rebuilt.
 
-use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -115,12 +114,7 @@ pub fn build(index: &dyn ReadAt) -> Result<Vec<u8>> {
 /// Writes a header file atomically (temp file, fsync, rename), so a crash never leaves a
 /// half-written header under the final name.
 pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE_NAME))
+    crate::fs::write_atomically(&dir.join(FILE_NAME), bytes)
 }
 
 /// A validated, memory-mapped header file.
@@ -267,24 +261,33 @@ impl ReadAt for HeaderedIndex {
     }
 }
 
+/// The header under `dir`, if there is one and it is valid for an index of `index_len` bytes;
+/// why not is logged.
+pub fn load_valid(dir: &Path, index_len: u64) -> Option<IndexHeader> {
+    let path = dir.join(FILE_NAME);
+    if !path.exists() {
+        return None;
+    }
+    match IndexHeader::load(&path) {
+        Ok(h) if h.index_len() == index_len => return Some(h),
+        Ok(h) => tracing::warn!(
+            path = %path.display(),
+            header_index_len = h.index_len(),
+            index_len,
+            "index-header was built for another index; rebuilding"
+        ),
+        Err(e) => tracing::warn!(error = %e, "invalid index-header; rebuilding"),
+    }
+    None
+}
+
 /// Loads `dir/index-header` if it is valid for `remote`, else builds and writes it anew.
 /// Returns the index and whether it was (re)built.
 pub fn open_or_build(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(HeaderedIndex, bool)> {
-    let path = dir.join(FILE_NAME);
-    if path.exists() {
-        match IndexHeader::load(&path) {
-            Ok(h) if h.index_len() == remote.len() => {
-                return Ok((HeaderedIndex::new(h, remote), false));
-            }
-            Ok(h) => tracing::warn!(
-                path = %path.display(),
-                header_index_len = h.index_len(),
-                index_len = remote.len(),
-                "index-header was built for another index; rebuilding"
-            ),
-            Err(e) => tracing::warn!(error = %e, "invalid index-header; rebuilding"),
-        }
+    if let Some(h) = load_valid(dir, remote.len()) {
+        return Ok((HeaderedIndex::new(h, remote), false));
     }
+    let path = dir.join(FILE_NAME);
     let bytes = build(remote.as_ref())?;
     write(dir, &bytes).map_err(|e| TsdbError::io(&path, e))?;
     let header = IndexHeader::load(&path)?;

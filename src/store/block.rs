@@ -15,10 +15,10 @@ use tokio::runtime::Handle;
 use ulid::Ulid;
 
 use super::fetch::{plan_cost, read_coalesced, FetchCost, MAX_GAP};
+use super::lazy::{HeaderCounters, LazyIndex};
 use super::{QueryCtx, StoreError};
 use crate::block::PostingsPlan;
 use crate::cache::CacheKey;
-use crate::index_header;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
@@ -41,13 +41,11 @@ pub struct BucketBlock {
     pub meta: BlockMeta,
     /// The block's external labels (`thanos.labels` in meta.json).
     pub ext_labels: Labels,
-    index: IndexReader,
+    /// Opened on first use, closed when idle.
+    pub index: LazyIndex,
     segments: Vec<Arc<BucketFile>>,
     /// Local state (the index header), removed when the block goes away.
     pub dir: PathBuf,
-    /// Whether opening had to build the index header (false: reused from disk).
-    pub header_built: bool,
-    pub header_size: u64,
 }
 
 /// A series of one block that matched: its full label set and its chunks in the range.
@@ -67,8 +65,8 @@ pub struct StoredChunk {
 }
 
 impl BucketBlock {
-    /// Opens a block from its file listing (`index`, `chunks/000001`, ... with sizes):
-    /// loads or builds the index header under `dir`.
+    /// A block from its file listing (`index`, `chunks/000001`, ... with sizes). Reads
+    /// nothing: the index opens (and its header is built under `dir`) on first use.
     pub fn open(
         bucket: Arc<dyn ObjectStore>,
         meta: BlockMeta,
@@ -76,6 +74,7 @@ impl BucketBlock {
         dir: &Path,
         runtime: Handle,
         (index_counters, chunk_counters): (Arc<FetchCounters>, Arc<FetchCounters>),
+        headers: Arc<HeaderCounters>,
     ) -> Result<Self> {
         let id = Ulid::from_string(&meta.ulid)
             .map_err(|e| TsdbError::invalid(&meta.ulid, Section::Meta, 0, e.to_string()))?;
@@ -116,10 +115,7 @@ impl BucketBlock {
         if segments.is_empty() && meta.stats.num_chunks > 0 {
             return Err(missing("chunk segments").into());
         }
-        let (headered, header_built) =
-            index_header::open_or_build(dir, file("index", index_len, &index_counters))?;
-        let header_size = headered.header().size();
-        let index = IndexReader::open(Arc::new(headered) as Arc<dyn crate::tsdb::source::ReadAt>)?;
+        let index = LazyIndex::new(file("index", index_len, &index_counters), dir, headers);
         let ext_labels = Labels::from_pairs(
             meta.thanos
                 .as_ref()
@@ -133,8 +129,6 @@ impl BucketBlock {
             index,
             segments,
             dir: dir.to_path_buf(),
-            header_built,
-            header_size,
         })
     }
 
@@ -170,7 +164,8 @@ impl BucketBlock {
 
     /// Series references matching `matchers` (none on external labels).
     pub fn postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<Vec<u64>> {
-        let plan = PostingsPlan::new(&self.index, matchers)?;
+        let index = self.index.get()?;
+        let plan = PostingsPlan::new(&index, matchers)?;
         if plan.is_empty() {
             return Ok(Vec::new());
         }
@@ -178,7 +173,7 @@ impl BucketBlock {
         let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
         let mut touched_bytes = 0i64;
         for (i, (name, value)) in plan.keys().iter().enumerate() {
-            let Some(r) = self.index.postings_range(name, value)? else {
+            let Some(r) = index.postings_range(name, value)? else {
                 continue;
             };
             touched_bytes += (r.end - r.start) as i64;
@@ -193,7 +188,7 @@ impl BucketBlock {
         }
         wanted.sort_by_key(|w| w.1.start);
         let ranges: Vec<Range<u64>> = wanted.iter().map(|w| w.1.clone()).collect();
-        let (bytes, cost) = self.read_index(Section::Postings, &ranges, ctx)?;
+        let (bytes, cost) = self.read_index(&index, Section::Postings, &ranges, ctx)?;
         ctx.stats.postings_touched += plan.keys().len() as i64;
         ctx.stats.postings_touched_size_sum += touched_bytes;
         ctx.stats.postings_to_fetch += ranges.len() as i64;
@@ -236,15 +231,16 @@ impl BucketBlock {
     /// Reads index ranges from the bucket, within the request's download budget.
     fn read_index(
         &self,
+        index: &IndexReader,
         section: Section,
         ranges: &[Range<u64>],
         ctx: &mut QueryCtx,
     ) -> Result<(Vec<Bytes>, FetchCost)> {
         ctx.reserve(plan_cost(ranges, MAX_GAP).bytes)?;
         let (bytes, cost) =
-            read_coalesced(self.index.source().as_ref(), ranges, MAX_GAP).map_err(|e| {
+            read_coalesced(index.source().as_ref(), ranges, MAX_GAP).map_err(|e| {
                 TsdbError::read(
-                    self.index.name(),
+                    index.name(),
                     section,
                     ranges.first().map_or(0, |r| r.start),
                     e,
@@ -264,10 +260,11 @@ impl BucketBlock {
         max_time: i64,
         ctx: &mut QueryCtx,
     ) -> Result<Vec<BlockSeries>> {
-        let section_end = self.index.series_section().end;
+        let index = self.index.get()?;
+        let section_end = index.series_section().end;
         let offsets = refs
             .iter()
-            .map(|&r| self.index.series_offset(r))
+            .map(|&r| index.series_offset(r))
             .collect::<Result<Vec<u64>, TsdbError>>()?;
         let mut entries: Vec<Bytes> = vec![Bytes::new(); refs.len()];
         let mut missing: Vec<usize> = Vec::new();
@@ -289,7 +286,7 @@ impl BucketBlock {
                 off..bound.min(off + SERIES_GUESS).min(section_end)
             })
             .collect();
-        let (fetched, cost) = self.read_index(Section::Series, &ranges, ctx)?;
+        let (fetched, cost) = self.read_index(&index, Section::Series, &ranges, ctx)?;
         ctx.stats.series_fetch_count += cost.requests as i64;
         ctx.stats.series_fetched_size_sum += cost.bytes as i64;
         for (&i, b) in missing.iter().zip(fetched) {
@@ -300,7 +297,7 @@ impl BucketBlock {
         let mut longer: Vec<(usize, Range<u64>)> = Vec::new();
         for &i in &missing {
             let off = offsets[i];
-            let total = self.index.series_entry_len(off, &entries[i])?;
+            let total = index.series_entry_len(off, &entries[i])?;
             if total > entries[i].len() as u64 {
                 longer.push((i, off..off + total));
             } else {
@@ -309,7 +306,7 @@ impl BucketBlock {
         }
         if !longer.is_empty() {
             let ranges: Vec<Range<u64>> = longer.iter().map(|l| l.1.clone()).collect();
-            let (bytes, cost) = self.read_index(Section::Series, &ranges, ctx)?;
+            let (bytes, cost) = self.read_index(&index, Section::Series, &ranges, ctx)?;
             ctx.stats.series_fetch_count += cost.requests as i64;
             ctx.stats.series_fetched_size_sum += cost.bytes as i64;
             for ((i, _), b) in longer.into_iter().zip(bytes) {
@@ -329,8 +326,7 @@ impl BucketBlock {
         let mut out = Vec::with_capacity(refs.len());
         let mut refs_buf = SeriesEntryRefs::default();
         for (&off, entry) in offsets.iter().zip(&entries) {
-            self.index
-                .decode_series_entry_at(off, entry, &mut refs_buf)?;
+            index.decode_series_entry_at(off, entry, &mut refs_buf)?;
             ctx.stats.series_touched += 1;
             ctx.stats.series_touched_size_sum += entry.len() as i64;
             refs_buf
@@ -339,7 +335,7 @@ impl BucketBlock {
             if refs_buf.chunks.is_empty() {
                 continue;
             }
-            let own = self.index.resolve_labels(off, &refs_buf.labels)?;
+            let own = index.resolve_labels(off, &refs_buf.labels)?;
             let labels = Labels::from_pairs(
                 own.into_iter().chain(
                     self.ext_labels
@@ -480,7 +476,7 @@ impl BucketBlock {
 
     /// Label names of the block (external ones included), sorted.
     pub fn label_names(&self) -> Result<Vec<String>> {
-        let mut names = self.index.label_names()?;
+        let mut names = self.index.get()?.label_names()?;
         names.extend(self.ext_labels.iter().map(|l| l.name.clone()));
         names.sort();
         names.dedup();
@@ -492,6 +488,6 @@ impl BucketBlock {
         if let Some(v) = self.ext_labels.get(name) {
             return Ok(vec![v.to_string()]);
         }
-        Ok(self.index.label_values(name)?)
+        Ok(self.index.get()?.label_values(name)?)
     }
 }

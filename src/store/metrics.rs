@@ -83,7 +83,14 @@ impl Collector for StoreCollector {
             "stele_store_index_header_size",
             "Bytes of index headers on local disk (memory-mapped on use)",
             Some(&Unit::Bytes),
-            blocks.iter().map(|b| b.header_size as i64).sum(),
+            blocks.iter().map(|b| b.index.header_size() as i64).sum(),
+        )?;
+        gauge(
+            &mut encoder,
+            "stele_store_index_headers_open",
+            "Blocks whose index is open (header mapped); the others open on their next query",
+            None,
+            blocks.iter().filter(|b| b.index.is_open()).count() as i64,
         )?;
         gauge(
             &mut encoder,
@@ -127,13 +134,42 @@ impl Collector for StoreCollector {
             None,
             load(&c.block_drops),
         )?;
+        let h = &s.headers;
         counter(
             &mut encoder,
             "stele_store_index_headers_built",
             "Index headers built from the bucket (not reused from disk)",
             None,
-            load(&c.headers_built),
+            load(&h.built),
         )?;
+        counter(
+            &mut encoder,
+            "stele_store_index_header_loads",
+            "Block indexes opened (on first use, after a restart, or when lazy loading is off)",
+            None,
+            load(&h.loads),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_index_header_load_failures",
+            "Block indexes that failed to open",
+            None,
+            load(&h.load_failures),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_index_header_unloads",
+            "Block indexes closed after being idle",
+            None,
+            load(&h.unloads),
+        )?;
+        let seconds = ConstCounter::new(load(&h.load_micros) as f64 / 1e6);
+        seconds.encode(encoder.encode_descriptor(
+            "stele_store_index_header_load_duration",
+            "Time spent opening block indexes, building their headers included",
+            Some(&Unit::Seconds),
+            seconds.metric_type(),
+        )?)?;
         bucket(&mut encoder, "index", &s.fetched_index)?;
         bucket(&mut encoder, "chunks", &s.fetched_chunks)?;
         cache(&mut encoder, &s.cache)

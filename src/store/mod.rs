@@ -8,14 +8,15 @@
 
 mod block;
 mod fetch;
+mod lazy;
 mod metrics;
 mod query;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use object_store::ObjectStore;
@@ -25,6 +26,7 @@ use ulid::Ulid;
 
 pub use block::{BucketBlock, StoredChunk, BLOCK_ID_LABEL};
 pub use fetch::{coalesce, FetchCost, MAX_GAP};
+pub use lazy::{HeaderCounters, LazyIndex};
 pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
 
@@ -104,8 +106,12 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub filters: BlockFilters,
     pub limits: Limits,
-    /// Blocks opened (index headers built) at once during a sync.
+    /// Index headers built or loaded at once after a sync.
     pub block_sync_concurrency: usize,
+    /// Open a block's index only when a query needs it, and close it after
+    /// `index_header_idle_timeout` without use (zero: never). Otherwise every index stays open.
+    pub lazy_index_headers: bool,
+    pub index_header_idle_timeout: Duration,
     /// Bytes of the index cache (postings and series entries); 0 disables it.
     pub index_cache_bytes: u64,
 }
@@ -156,7 +162,6 @@ pub struct StoreCounters {
     pub block_loads: AtomicU64,
     pub block_load_failures: AtomicU64,
     pub block_drops: AtomicU64,
-    pub headers_built: AtomicU64,
 }
 
 /// What one sync did.
@@ -175,6 +180,16 @@ pub struct BucketStore {
     runtime: Handle,
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
     synced: AtomicBool,
+    /// Blocks whose index was open when the last snapshot was written, so it is opened again
+    /// right after a restart instead of on the first query.
+    open_at_start: BTreeSet<Ulid>,
+    /// The set last written to the snapshot.
+    snapshot: parking_lot::Mutex<BTreeSet<Ulid>>,
+    /// Bounds the index headers being built or opened in the background.
+    header_permits: Arc<tokio::sync::Semaphore>,
+    pub headers: Arc<HeaderCounters>,
+    /// Blocks whose index failed to open: they serve again only once it opens.
+    unopenable: parking_lot::Mutex<BTreeSet<Ulid>>,
     /// What was fetched from the bucket for index files, and for chunk segments.
     pub fetched_index: Arc<FetchCounters>,
     pub fetched_chunks: Arc<FetchCounters>,
@@ -193,12 +208,21 @@ impl std::fmt::Debug for BucketStore {
 impl BucketStore {
     pub fn new(bucket: Arc<dyn ObjectStore>, config: StoreConfig, runtime: Handle) -> Self {
         let cache = Arc::new(IndexCache::new(config.index_cache_bytes));
+        let open_at_start = read_open_snapshot(&config.data_dir);
+        let header_permits = Arc::new(tokio::sync::Semaphore::new(
+            config.block_sync_concurrency.max(1),
+        ));
         BucketStore {
             bucket,
             config,
             runtime,
             blocks: RwLock::new(BTreeMap::new()),
             synced: AtomicBool::new(false),
+            snapshot: parking_lot::Mutex::new(open_at_start.clone()),
+            open_at_start,
+            header_permits,
+            headers: Arc::new(HeaderCounters::default()),
+            unopenable: parking_lot::Mutex::new(BTreeSet::new()),
             fetched_index: Arc::new(FetchCounters::default()),
             fetched_chunks: Arc::new(FetchCounters::default()),
             counters: StoreCounters::default(),
@@ -234,10 +258,11 @@ impl BucketStore {
             .collect()
     }
 
-    /// Brings the served set in line with the bucket: opens new blocks (building their index
-    /// headers), drops blocks that are gone, marked for deletion or filtered out, and removes
-    /// their local state. A block that fails to open is logged and retried next time; the
-    /// others keep serving.
+    /// Brings the served set in line with the bucket: adds new blocks, drops blocks that are
+    /// gone, marked for deletion or filtered out, and removes their local state. New blocks
+    /// serve at once; their index headers are built in the background (see
+    /// [`Self::prepare_headers`]), and a query that needs one first waits for it. A block that
+    /// fails to open is logged, left out and retried next time; the others keep serving.
     pub async fn sync(self: &Arc<Self>) -> Result<SyncReport, StoreError> {
         let started = Instant::now();
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -272,6 +297,9 @@ impl BucketStore {
             .keys()
             .copied()
             .collect();
+        self.unopenable
+            .lock()
+            .retain(|id| found.blocks.contains_key(id));
         // A block whose meta could not be fetched this time keeps serving if it did before.
         let keep_failed: Vec<Ulid> = found.failed.iter().map(|f| f.0).collect();
         for (id, e) in &found.failed {
@@ -285,26 +313,38 @@ impl BucketStore {
             .filter(|(id, _)| !current.contains(id))
             .map(|(id, m)| (*id, m.clone()))
             .collect();
-        let opened: Vec<(Ulid, Result<BucketBlock, String>)> = futures::stream::iter(new)
+        let opened: Vec<(Ulid, Result<Arc<BucketBlock>, String>)> = futures::stream::iter(new)
             .map(|(id, meta)| {
                 let this = self.clone();
-                async move { (id, this.open_block(id, meta).await) }
+                async move {
+                    let block = match this.open_block(id, meta).await {
+                        Ok(b) => Arc::new(b),
+                        Err(e) => return (id, Err(e)),
+                    };
+                    // A block that could not be opened before must open before serving again,
+                    // so a broken block does not come and go with every sync.
+                    if this.unopenable.lock().contains(&id) {
+                        if let Err(e) = this.prepare_header(&block).await {
+                            return (id, Err(e));
+                        }
+                    }
+                    (id, Ok(block))
+                }
             })
             .buffer_unordered(self.config.block_sync_concurrency.max(1))
             .collect()
             .await;
 
         let mut dropped = Vec::new();
+        let mut added = Vec::new();
         {
             let mut blocks = self.blocks.write().expect("blocks lock");
             for (id, r) in opened {
                 match r {
                     Ok(b) => {
                         self.counters.block_loads.fetch_add(1, Ordering::Relaxed);
-                        if b.header_built {
-                            self.counters.headers_built.fetch_add(1, Ordering::Relaxed);
-                        }
-                        blocks.insert(id, Arc::new(b));
+                        blocks.insert(id, b.clone());
+                        added.push(b);
                         report.loaded.push(id);
                     }
                     Err(e) => {
@@ -335,6 +375,9 @@ impl BucketStore {
             }
         }
         self.remove_stray_local_state(&found.blocks);
+        if !added.is_empty() {
+            tokio::spawn(self.clone().prepare_headers(added));
+        }
         self.synced.store(true, Ordering::Release);
         tracing::info!(
             served = report.served,
@@ -356,16 +399,111 @@ impl BucketStore {
         let files = block_files(&self.bucket, id)
             .await
             .map_err(|e| format!("listing block files: {e}"))?;
-        let bucket = self.bucket.clone();
-        let dir = self.config.data_dir.join(id.to_string());
-        let runtime = self.runtime.clone();
-        let counters = (self.fetched_index.clone(), self.fetched_chunks.clone());
-        tokio::task::spawn_blocking(move || {
-            BucketBlock::open(bucket, meta, &files, &dir, runtime, counters)
-                .map_err(|e| e.to_string())
+        BucketBlock::open(
+            self.bucket.clone(),
+            meta,
+            &files,
+            &self.config.data_dir.join(id.to_string()),
+            self.runtime.clone(),
+            (self.fetched_index.clone(), self.fetched_chunks.clone()),
+            self.headers.clone(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Builds the index headers of newly added blocks that do not have one on disk yet, and
+    /// opens those that were open before the last restart (or all of them when lazy loading is
+    /// off), `block_sync_concurrency` at a time. A block whose index cannot be opened stops
+    /// being served; the next sync retries it.
+    async fn prepare_headers(self: Arc<Self>, blocks: Vec<Arc<BucketBlock>>) {
+        let started = Instant::now();
+        let count = blocks.len();
+        futures::stream::iter(blocks)
+            .map(|block| {
+                let this = self.clone();
+                async move {
+                    if this.prepare_header(&block).await.is_err() {
+                        let mut blocks = this.blocks.write().expect("blocks lock");
+                        if blocks
+                            .get(&block.id)
+                            .is_some_and(|b| Arc::ptr_eq(b, &block))
+                        {
+                            blocks.remove(&block.id);
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(usize::MAX)
+            .collect::<()>()
+            .await;
+        tracing::info!(
+            blocks = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index headers ready"
+        );
+    }
+
+    /// Opens the block's index once (building its header if needed), leaving it open only when
+    /// it should be; failures are counted, logged and remembered.
+    async fn prepare_header(&self, block: &Arc<BucketBlock>) -> Result<(), String> {
+        let _permit = self
+            .header_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let keep_open = !self.config.lazy_index_headers || self.open_at_start.contains(&block.id);
+        let b = block.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            if keep_open {
+                b.index.get().map(drop)
+            } else {
+                b.index.ensure_header()
+            }
         })
-        .await
-        .map_err(|e| format!("block loader panicked: {e}"))?
+        .await;
+        let error = match opened {
+            Ok(Ok(())) => {
+                self.unopenable.lock().remove(&block.id);
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("index header task failed: {e}"),
+        };
+        self.counters
+            .block_load_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.unopenable.lock().insert(block.id);
+        tracing::error!(block = %block.id, error = %error, "opening the block's index failed; not serving it, retrying next sync");
+        Err(error)
+    }
+
+    /// Closes indexes idle for longer than the idle timeout and records which stay open, so a
+    /// restart reopens them. Cheap; run it periodically (blocking: it writes a small file).
+    pub fn maintain_index_headers(&self) {
+        let idle = self.config.index_header_idle_timeout;
+        let blocks = self.blocks();
+        if self.config.lazy_index_headers && !idle.is_zero() {
+            let closed = blocks
+                .iter()
+                .filter(|b| b.index.close_if_idle(idle))
+                .count();
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle block indexes");
+            }
+        }
+        let open: BTreeSet<Ulid> = blocks
+            .iter()
+            .filter(|b| b.index.is_open())
+            .map(|b| b.id)
+            .collect();
+        let mut last = self.snapshot.lock();
+        if *last != open {
+            match write_open_snapshot(&self.config.data_dir, &open) {
+                Ok(()) => *last = open,
+                Err(e) => tracing::warn!(error = %e, "writing the open-blocks snapshot"),
+            }
+        }
     }
 
     /// Removes local block directories of blocks no longer in the bucket's served set.
@@ -382,7 +520,7 @@ impl BucketStore {
             else {
                 continue;
             };
-            if !served.contains_key(&id) && !loaded.contains_key(&id) {
+            if !served.contains_key(&id) && !loaded.contains_key(&id) && entry.path().is_dir() {
                 tracing::info!(block = %id, "removing local state of a block not served");
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -431,4 +569,40 @@ impl BucketStore {
             tsdb_infos,
         })
     }
+}
+
+/// The file under the data dir listing the blocks whose index was open.
+const OPEN_SNAPSHOT: &str = "open-blocks.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OpenSnapshot {
+    version: u32,
+    blocks: BTreeSet<Ulid>,
+}
+
+fn read_open_snapshot(data_dir: &Path) -> BTreeSet<Ulid> {
+    let path = data_dir.join(OPEN_SNAPSHOT);
+    let Ok(text) = std::fs::read(&path) else {
+        return BTreeSet::new();
+    };
+    match serde_json::from_slice::<OpenSnapshot>(&text) {
+        Ok(s) if s.version == 1 => s.blocks,
+        Ok(s) => {
+            tracing::warn!(path = %path.display(), version = s.version, "unknown open-blocks snapshot version; ignoring it");
+            BTreeSet::new()
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable open-blocks snapshot; ignoring it");
+            BTreeSet::new()
+        }
+    }
+}
+
+fn write_open_snapshot(data_dir: &Path, blocks: &BTreeSet<Ulid>) -> std::io::Result<()> {
+    let snapshot = OpenSnapshot {
+        version: 1,
+        blocks: blocks.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&snapshot).map_err(std::io::Error::other)?;
+    crate::fs::write_atomically(&data_dir.join(OPEN_SNAPSHOT), &json)
 }

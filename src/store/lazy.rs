@@ -1,0 +1,260 @@
+//! A block's index, opened on first use and closed again when it has been idle.
+//!
+//! An open index costs memory (the sampled postings offset table, the symbol table's
+//! offsets) and a mapping; a store with thousands of blocks only needs the ones being queried.
+//! Opening builds the index header when it is not on disk yet. Callers that arrive while
+//! another one opens the same block wait for it rather than opening it twice.
+//!
+//! Synchronous and blocking (bucket reads, mmap page faults): blocking pool only.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::index_header;
+use crate::tsdb::index::IndexReader;
+use crate::tsdb::source::ReadAt;
+use crate::tsdb::TsdbError;
+
+/// What happened to the store's index headers, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HeaderCounters {
+    /// Indexes opened (headers mapped).
+    pub loads: AtomicU64,
+    pub load_failures: AtomicU64,
+    /// Indexes closed after being idle.
+    pub unloads: AtomicU64,
+    /// Headers built from the bucket rather than reused from disk.
+    pub built: AtomicU64,
+    /// Time spent opening, in microseconds.
+    pub load_micros: AtomicU64,
+}
+
+pub struct LazyIndex {
+    remote: Arc<dyn ReadAt>,
+    /// Where the index header lives.
+    dir: PathBuf,
+    open: Mutex<Option<Arc<IndexReader>>>,
+    /// When the index was last asked for, in milliseconds since [`epoch`].
+    last_used_ms: AtomicU64,
+    /// Bytes of the header file, once known.
+    header_size: AtomicU64,
+    counters: Arc<HeaderCounters>,
+}
+
+/// The clock `last_used_ms` counts on: monotonic, shared by every block.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn elapsed_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl LazyIndex {
+    pub fn new(remote: Arc<dyn ReadAt>, dir: &Path, counters: Arc<HeaderCounters>) -> Self {
+        let on_disk = std::fs::metadata(dir.join(index_header::FILE_NAME)).map_or(0, |m| m.len());
+        LazyIndex {
+            remote,
+            dir: dir.to_path_buf(),
+            open: Mutex::new(None),
+            last_used_ms: AtomicU64::new(elapsed_ms()),
+            header_size: AtomicU64::new(on_disk),
+            counters,
+        }
+    }
+
+    /// The index, opened (and its header built) if it is not open yet.
+    pub fn get(&self) -> Result<Arc<IndexReader>, TsdbError> {
+        self.last_used_ms.store(elapsed_ms(), Ordering::Relaxed);
+        let mut open = self.open.lock();
+        if let Some(index) = open.as_ref() {
+            return Ok(index.clone());
+        }
+        let started = Instant::now();
+        let opened = index_header::open_or_build(&self.dir, self.remote.clone()).and_then(
+            |(headered, built)| {
+                let size = headered.header().size();
+                let index = IndexReader::open(Arc::new(headered) as Arc<dyn ReadAt>)?;
+                Ok((index, built, size))
+            },
+        );
+        let c = &self.counters;
+        c.load_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match opened {
+            Ok((index, built, size)) => {
+                c.loads.fetch_add(1, Ordering::Relaxed);
+                if built {
+                    c.built.fetch_add(1, Ordering::Relaxed);
+                }
+                self.header_size.store(size, Ordering::Relaxed);
+                let index = Arc::new(index);
+                *open = Some(index.clone());
+                Ok(index)
+            }
+            Err(e) => {
+                c.load_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes sure a valid header is on disk without keeping the index open: a header already
+    /// there is checked (checksum, index length); a missing or bad one is built, and the index
+    /// opened once to validate it.
+    pub fn ensure_header(&self) -> Result<(), TsdbError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        if let Some(h) = index_header::load_valid(&self.dir, self.remote.len()) {
+            self.header_size.store(h.size(), Ordering::Relaxed);
+            return Ok(());
+        }
+        self.get()?;
+        self.close();
+        Ok(())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.lock().is_some()
+    }
+
+    /// Closes the index if nobody asked for it within `idle`. Requests already holding it
+    /// keep it until they finish; the mapping goes with the last of them.
+    pub fn close_if_idle(&self, idle: Duration) -> bool {
+        let Some(mut open) = self.open.try_lock() else {
+            return false; // being opened right now: not idle
+        };
+        let idle_for = elapsed_ms().saturating_sub(self.last_used_ms.load(Ordering::Relaxed));
+        if open.is_none() || idle_for < idle.as_millis() as u64 {
+            return false;
+        }
+        *open = None;
+        self.counters.unloads.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Closes the index now, whoever used it last (it reopens on the next use).
+    pub fn close(&self) {
+        self.open.lock().take();
+    }
+
+    /// Bytes of the header on local disk (0 until it has been built).
+    pub fn header_size(&self) -> u64 {
+        self.header_size.load(Ordering::Relaxed)
+    }
+
+    /// The remote index's name, for errors.
+    pub fn name(&self) -> &str {
+        self.remote.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::index::{ChunkMeta, IndexWriter};
+    use bytes::Bytes;
+
+    fn index_bytes() -> Bytes {
+        let mut w = IndexWriter::new(Vec::new()).unwrap();
+        w.add_symbols(["__name__", "a", "b", "up"]).unwrap();
+        for v in ["a", "b"] {
+            w.add_series(
+                &[("__name__", "up"), ("a", v)],
+                &[ChunkMeta {
+                    min_time: 0,
+                    max_time: 1,
+                    chunk_ref: 8,
+                }],
+            )
+            .unwrap();
+        }
+        Bytes::from(w.finish().unwrap())
+    }
+
+    /// A lazy index over `index`, with its header dir and counters.
+    fn lazy_over(index: Bytes) -> (tempfile::TempDir, Arc<HeaderCounters>, LazyIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(HeaderCounters::default());
+        let lazy = LazyIndex::new(Arc::new(index), dir.path(), counters.clone());
+        (dir, counters, lazy)
+    }
+
+    #[test]
+    fn opens_on_use_and_closes_when_idle() {
+        let (_dir, counters, lazy) = lazy_over(index_bytes());
+        assert!(!lazy.is_open());
+        assert_eq!(lazy.header_size(), 0);
+
+        let held = lazy.get().unwrap();
+        assert!(lazy.is_open());
+        assert!(lazy.header_size() > 0);
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+        assert!(Arc::ptr_eq(&held, &lazy.get().unwrap()), "opened once");
+        assert_eq!(counters.loads.load(Ordering::Relaxed), 1);
+
+        assert!(!lazy.close_if_idle(Duration::from_secs(3600)));
+        assert!(lazy.close_if_idle(Duration::ZERO));
+        assert!(!lazy.is_open());
+        assert_eq!(counters.unloads.load(Ordering::Relaxed), 1);
+        // A request that held it still reads through its own handle.
+        assert_eq!(held.label_values("a").unwrap(), ["a", "b"]);
+
+        // Reopened from the header on disk, not rebuilt.
+        lazy.get().unwrap();
+        assert_eq!(counters.loads.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn ensure_header_builds_once_and_leaves_the_index_closed() {
+        let (dir, counters, lazy) = lazy_over(index_bytes());
+        lazy.ensure_header().unwrap();
+        assert!(!lazy.is_open());
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+        lazy.ensure_header().unwrap();
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1, "reused");
+        assert_eq!(counters.loads.load(Ordering::Relaxed), 1);
+
+        let path = dir.path().join(index_header::FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        lazy.ensure_header().unwrap();
+        assert_eq!(counters.built.load(Ordering::Relaxed), 2, "rebuilt");
+        assert!(!lazy.is_open());
+    }
+
+    #[test]
+    fn concurrent_first_uses_open_once() {
+        let (_dir, counters, lazy) = lazy_over(index_bytes());
+        let lazy = Arc::new(lazy);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let lazy = lazy.clone();
+                std::thread::spawn(move || lazy.get().unwrap())
+            })
+            .collect();
+        let got: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(got.iter().all(|i| Arc::ptr_eq(i, &got[0])));
+        assert_eq!(counters.loads.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_broken_index_fails_each_time_without_poisoning() {
+        let index = index_bytes();
+        let (_dir, counters, lazy) = lazy_over(index.slice(..index.len() / 2));
+        assert!(lazy.get().is_err());
+        assert!(lazy.get().is_err());
+        assert_eq!(counters.load_failures.load(Ordering::Relaxed), 2);
+        assert!(!lazy.is_open());
+    }
+}

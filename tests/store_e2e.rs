@@ -754,6 +754,7 @@ fn external_labels_replicas_sharding_and_limits() {
         "--store.limits.request-series=10",
         "--store.limits.request-samples=1000",
         "--store.grpc.downloaded-bytes-limit=20000",
+        "--store.inflight-memory-limit=20000",
     ] {
         let limited = StoreProcess::start(&filesystem_yaml(&bucket), &[flag]);
         let mut client = limited.client(&rt);

@@ -99,6 +99,14 @@ pub struct StoreArgs {
     /// 1GB (base 2 as in Thanos); 0 disables it.
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_size)]
     pub index_cache_size: u64,
+    /// Bytes all in-flight requests may hold at once (what they download, given back as it is
+    /// sent), e.g. 1GB; a request that does not fit waits, then fails with ResourceExhausted.
+    /// 0: unlimited.
+    #[arg(long = "store.inflight-memory-limit", default_value = "1GB", value_parser = parse_size)]
+    pub inflight_memory_limit: u64,
+    /// How long a request waits for room under --store.inflight-memory-limit.
+    #[arg(long = "store.inflight-memory-wait", default_value = "10s", value_parser = parse_duration)]
+    pub inflight_memory_wait: Duration,
     /// Series requests served at once; more wait.
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     pub series_max_concurrency: usize,
@@ -214,6 +222,8 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         lazy_index_headers: args.lazy_index_headers,
         index_header_idle_timeout: args.index_header_idle_timeout,
         index_cache_bytes: args.index_cache_size,
+        inflight_memory_limit: args.inflight_memory_limit,
+        inflight_memory_wait: args.inflight_memory_wait,
     };
     let store = Arc::new(BucketStore::new(
         bucket,

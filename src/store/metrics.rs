@@ -170,6 +170,34 @@ impl Collector for StoreCollector {
             Some(&Unit::Seconds),
             seconds.metric_type(),
         )?)?;
+        gauge(
+            &mut encoder,
+            "stele_store_inflight_memory",
+            "Bytes held by in-flight requests under --store.inflight-memory-limit",
+            Some(&Unit::Bytes),
+            s.budget.held() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "stele_store_inflight_memory_limit",
+            "--store.inflight-memory-limit (0: unlimited)",
+            Some(&Unit::Bytes),
+            s.budget.limit() as i64,
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_inflight_memory_waits",
+            "Requests that waited for room under the in-flight memory limit",
+            None,
+            load(&s.budget.counters.waits),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_inflight_memory_refusals",
+            "Requests refused with ResourceExhausted by the in-flight memory limit",
+            None,
+            load(&s.budget.counters.refusals),
+        )?;
         bucket(&mut encoder, "index", &s.fetched_index)?;
         bucket(&mut encoder, "chunks", &s.fetched_chunks)?;
         cache(&mut encoder, &s.cache)

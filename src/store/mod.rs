@@ -7,6 +7,7 @@
 //! headers) on the blocking pool too.
 
 mod block;
+mod budget;
 mod fetch;
 mod lazy;
 mod metrics;
@@ -25,6 +26,7 @@ use tokio::runtime::Handle;
 use ulid::Ulid;
 
 pub use block::{BucketBlock, StoredChunk, BLOCK_ID_LABEL};
+pub use budget::{BudgetCounters, MemoryBudget};
 pub use fetch::{coalesce, FetchCost, MAX_GAP};
 pub use lazy::{HeaderCounters, LazyIndex};
 pub use metrics::StoreCollector;
@@ -65,18 +67,23 @@ impl From<TsdbError> for StoreError {
     }
 }
 
-/// The state of one request: its statistics, what it may still download, the index cache.
+/// The state of one request: its statistics, what it may still download, the index cache, and
+/// what it holds of the store's in-flight memory budget (given back when it is dropped).
 #[derive(Debug, Default)]
 pub struct QueryCtx {
     pub stats: QueryStats,
     /// Bytes the request may download in all; 0 means unlimited.
     pub bytes_limit: u64,
     pub cache: Option<Arc<IndexCache>>,
+    pub budget: Option<Arc<MemoryBudget>>,
+    /// Bytes of `budget` this request holds.
+    held: u64,
 }
 
 impl QueryCtx {
-    /// Checks that downloading `bytes` more stays within the limit, before downloading.
-    pub fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
+    /// Checks that downloading `bytes` more stays within the request's limit and takes them
+    /// from the memory budget (waiting for room if needed), before downloading.
+    pub fn reserve(&mut self, bytes: u64) -> Result<(), StoreError> {
         let done = self.stats.data_downloaded_size_sum as u64;
         if self.bytes_limit > 0 && done + bytes > self.bytes_limit {
             return Err(StoreError::ResourceExhausted(format!(
@@ -85,7 +92,30 @@ impl QueryCtx {
                 self.bytes_limit
             )));
         }
+        if let Some(budget) = &self.budget {
+            budget.acquire(bytes, self.held)?;
+            self.held += bytes;
+        }
         Ok(())
+    }
+
+    /// Bytes of the memory budget held now: a mark for [`Self::release_to`].
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Gives back what was reserved since `mark`, once that data has been sent on.
+    pub fn release_to(&mut self, mark: u64) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.held.saturating_sub(mark));
+        }
+        self.held = self.held.min(mark);
+    }
+}
+
+impl Drop for QueryCtx {
+    fn drop(&mut self) {
+        self.release_to(0);
     }
 }
 
@@ -114,6 +144,10 @@ pub struct StoreConfig {
     pub index_header_idle_timeout: Duration,
     /// Bytes of the index cache (postings and series entries); 0 disables it.
     pub index_cache_bytes: u64,
+    /// Bytes all in-flight requests may hold together (0: unlimited), and how long a request
+    /// waits for room before it is refused.
+    pub inflight_memory_limit: u64,
+    pub inflight_memory_wait: Duration,
 }
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
@@ -195,6 +229,7 @@ pub struct BucketStore {
     pub fetched_chunks: Arc<FetchCounters>,
     pub counters: StoreCounters,
     pub cache: Arc<IndexCache>,
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl std::fmt::Debug for BucketStore {
@@ -209,6 +244,10 @@ impl BucketStore {
     pub fn new(bucket: Arc<dyn ObjectStore>, config: StoreConfig, runtime: Handle) -> Self {
         let cache = Arc::new(IndexCache::new(config.index_cache_bytes));
         let open_at_start = read_open_snapshot(&config.data_dir);
+        let budget = Arc::new(MemoryBudget::new(
+            config.inflight_memory_limit,
+            config.inflight_memory_wait,
+        ));
         let header_permits = Arc::new(tokio::sync::Semaphore::new(
             config.block_sync_concurrency.max(1),
         ));
@@ -223,6 +262,7 @@ impl BucketStore {
             header_permits,
             headers: Arc::new(HeaderCounters::default()),
             unopenable: parking_lot::Mutex::new(BTreeSet::new()),
+            budget,
             fetched_index: Arc::new(FetchCounters::default()),
             fetched_chunks: Arc::new(FetchCounters::default()),
             counters: StoreCounters::default(),
@@ -236,6 +276,8 @@ impl BucketStore {
             stats: QueryStats::default(),
             bytes_limit: self.config.limits.downloaded_bytes,
             cache: Some(self.cache.clone()),
+            budget: Some(self.budget.clone()),
+            held: 0,
         }
     }
 

@@ -210,6 +210,8 @@ impl BucketStore {
         // Blocks whose chunks failed: left out of the rest of the response.
         let mut failed = vec![false; blocks.len()];
         for batch in merged.chunks(SERIES_PER_FETCH) {
+            // The batch's chunk bytes go back to the memory budget once it is sent.
+            let index_phase = ctx.held();
             let chunks = if q.skip_chunks {
                 vec![Vec::new(); batch.len()]
             } else {
@@ -227,13 +229,14 @@ impl BucketStore {
                     chunks,
                 };
                 if !emit(SeriesEvent::Series(out)) {
-                    summary.stats = ctx.stats;
+                    summary.stats = std::mem::take(&mut ctx.stats);
                     return Ok(summary);
                 }
             }
+            ctx.release_to(index_phase);
         }
         ctx.stats.merge_duration = merge_started.elapsed();
-        summary.stats = ctx.stats;
+        summary.stats = std::mem::take(&mut ctx.stats);
         Ok(summary)
     }
 

@@ -10,7 +10,7 @@ mod verify;
 mod writer;
 
 pub use reader::{list_blocks, LocalBlock};
-pub use select::{postings_for_matchers, PostingsPlan};
+pub use select::{matchers_key, postings_for_matchers, PostingsPlan, RefSet};
 pub use series_set::MergedSeries;
 pub use verify::{verify_block, VerifyReport};
 pub use writer::{write_block, BlockWriter, EncodedChunk, SAMPLES_PER_CHUNK};

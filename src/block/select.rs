@@ -1,5 +1,5 @@
-//! Matchers to series references over one index, with Prometheus' semantics. A plain sorted
-//! list implementation for the tools; the store gateway's planner uses roaring bitmaps.
+//! Matchers to series references over one index, with Prometheus' semantics. The plan
+//! combines any [`RefSet`]: sorted lists for the tools, roaring bitmaps in the store.
 
 use crate::model::Matcher;
 use crate::tsdb::index::IndexReader;
@@ -85,14 +85,14 @@ impl PostingsPlan {
         self.empty
     }
 
-    /// Combines the fetched lists (one per key, sorted) into the matching references.
-    pub fn combine(&self, mut lists: Vec<Vec<u64>>) -> Vec<u64> {
+    /// Combines the fetched lists (one per key) into the matching references.
+    pub fn combine<S: RefSet>(&self, mut lists: Vec<S>) -> S {
         if self.empty {
-            return Vec::new();
+            return S::default();
         }
-        let mut acc: Option<Vec<u64>> = None;
+        let mut acc: Option<S> = None;
         for (subtract, range) in &self.groups {
-            let group = union(
+            let group = S::union_all(
                 lists[range.clone()]
                     .iter_mut()
                     .map(std::mem::take)
@@ -100,15 +100,67 @@ impl PostingsPlan {
             );
             acc = Some(match (acc, subtract) {
                 (None, _) => group,
-                (Some(a), false) => intersect(&a, &group),
-                (Some(a), true) => subtract_sorted(&a, &group),
+                (Some(a), false) => a.intersect(&group),
+                (Some(a), true) => a.subtract(&group),
             });
-            if acc.as_ref().is_some_and(Vec::is_empty) {
-                return Vec::new();
+            if acc.as_ref().is_some_and(RefSet::is_empty) {
+                return S::default();
             }
         }
         acc.unwrap_or_default()
     }
+}
+
+/// A set of series references the plan can combine.
+pub trait RefSet: Default {
+    fn union_all(sets: Vec<Self>) -> Self;
+    fn intersect(&self, other: &Self) -> Self;
+    fn subtract(&self, other: &Self) -> Self;
+    fn is_empty(&self) -> bool;
+}
+
+/// Sorted, deduplicated references.
+impl RefSet for Vec<u64> {
+    fn union_all(sets: Vec<Self>) -> Self {
+        union(sets)
+    }
+    fn intersect(&self, other: &Self) -> Self {
+        intersect(self, other)
+    }
+    fn subtract(&self, other: &Self) -> Self {
+        subtract_sorted(self, other)
+    }
+    fn is_empty(&self) -> bool {
+        <[u64]>::is_empty(self)
+    }
+}
+
+/// References as stored in postings lists (32 bits: series offset / 16 in index v2).
+impl RefSet for roaring::RoaringBitmap {
+    fn union_all(sets: Vec<Self>) -> Self {
+        roaring::MultiOps::union(sets)
+    }
+    fn intersect(&self, other: &Self) -> Self {
+        self & other
+    }
+    fn subtract(&self, other: &Self) -> Self {
+        self - other
+    }
+    fn is_empty(&self) -> bool {
+        roaring::RoaringBitmap::is_empty(self)
+    }
+}
+
+/// The matchers as one unambiguous, order-independent text: a cache key that two different
+/// matcher sets can never share.
+pub fn matchers_key(matchers: &[Matcher]) -> String {
+    let mut parts: Vec<String> = matchers
+        .iter()
+        .map(|m| format!("{:?}{}{:?}", m.name, m.kind.operator(), m.value))
+        .collect();
+    parts.sort();
+    parts.dedup();
+    parts.join(",")
 }
 
 pub(crate) fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -161,5 +213,51 @@ mod tests {
         assert_eq!(intersect(&[1, 3, 5, 7], &[3, 4, 5]), vec![3, 5]);
         assert_eq!(subtract_sorted(&[1, 3, 5, 7], &[3, 4, 5]), vec![1, 7]);
         assert_eq!(union(vec![vec![5, 1], vec![3, 1]]), vec![1, 3, 5]);
+    }
+
+    #[test]
+    fn bitmaps_and_lists_combine_alike() {
+        use proptest::prelude::*;
+        use roaring::RoaringBitmap;
+        let sets =
+            proptest::collection::vec(proptest::collection::btree_set(0u32..200, 0..40), 1..6);
+        proptest!(|(a in sets.clone(), b in sets, subtract: bool)| {
+            let plan = PostingsPlan {
+                keys: vec![(String::new(), String::new()); a.len() + b.len()],
+                groups: vec![(false, 0..a.len()), (subtract, a.len()..a.len() + b.len())],
+                empty: false,
+            };
+            let lists: Vec<Vec<u64>> = a.iter().chain(&b)
+                .map(|s| s.iter().map(|&x| u64::from(x)).collect())
+                .collect();
+            let bitmaps: Vec<RoaringBitmap> = a.iter().chain(&b)
+                .map(|s| s.iter().copied().collect())
+                .collect();
+            let from_lists = plan.combine(lists);
+            let from_bitmaps: Vec<u64> = plan.combine(bitmaps).iter().map(u64::from).collect();
+            prop_assert_eq!(from_lists, from_bitmaps);
+        });
+    }
+
+    #[test]
+    fn matcher_keys_ignore_order_and_never_collide() {
+        use crate::model::{MatchKind, Matcher};
+        let m = |n: &str, k, v: &str| Matcher::new(k, n, v).unwrap();
+        let a = [
+            m("a", MatchKind::Equal, "1"),
+            m("b", MatchKind::Regex, "x|y"),
+        ];
+        let b = [
+            m("b", MatchKind::Regex, "x|y"),
+            m("a", MatchKind::Equal, "1"),
+        ];
+        assert_eq!(matchers_key(&a), matchers_key(&b));
+        // A value containing what looks like a separator stays one value.
+        let c = [m("a", MatchKind::Equal, "1\",b=~\"x|y")];
+        assert_ne!(matchers_key(&a), matchers_key(&c));
+        assert_ne!(
+            matchers_key(&[m("a", MatchKind::Equal, "1")]),
+            matchers_key(&[m("a", MatchKind::NotEqual, "1")])
+        );
     }
 }

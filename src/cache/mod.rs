@@ -1,5 +1,6 @@
 //! The index cache: postings lists and series entries of the served blocks, as the bytes the
-//! bucket returned, in one LRU bounded in bytes.
+//! bucket returned, and expanded postings (the series matching a whole matcher set, as a
+//! serialized roaring bitmap), in one LRU bounded in bytes.
 //!
 //! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
 //! on each other. Every shard holds at most its share of the budget; accounting is exact
@@ -24,15 +25,21 @@ const SHARDS: usize = 16;
 pub enum ItemKind {
     Postings,
     Series,
+    ExpandedPostings,
 }
 
 impl ItemKind {
-    pub const ALL: [ItemKind; 2] = [ItemKind::Postings, ItemKind::Series];
+    pub const ALL: [ItemKind; 3] = [
+        ItemKind::Postings,
+        ItemKind::Series,
+        ItemKind::ExpandedPostings,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ItemKind::Postings => "postings",
             ItemKind::Series => "series",
+            ItemKind::ExpandedPostings => "expanded_postings",
         }
     }
 
@@ -54,6 +61,12 @@ pub enum CacheKey {
         block: Ulid,
         series_ref: u64,
     },
+    /// The series of `block` matching a matcher set, keyed by its full normalised text
+    /// ([`crate::block::matchers_key`]).
+    ExpandedPostings {
+        block: Ulid,
+        matchers: String,
+    },
 }
 
 impl CacheKey {
@@ -61,6 +74,15 @@ impl CacheKey {
         match self {
             CacheKey::Postings { .. } => ItemKind::Postings,
             CacheKey::Series { .. } => ItemKind::Series,
+            CacheKey::ExpandedPostings { .. } => ItemKind::ExpandedPostings,
+        }
+    }
+
+    pub fn block(&self) -> Ulid {
+        match self {
+            CacheKey::Postings { block, .. }
+            | CacheKey::Series { block, .. }
+            | CacheKey::ExpandedPostings { block, .. } => *block,
         }
     }
 
@@ -68,6 +90,7 @@ impl CacheKey {
         match self {
             CacheKey::Postings { name, value, .. } => (32 + name.len() + value.len()) as u64,
             CacheKey::Series { .. } => 32,
+            CacheKey::ExpandedPostings { matchers, .. } => (32 + matchers.len()) as u64,
         }
     }
 }
@@ -93,7 +116,7 @@ pub struct IndexCache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
-    stats: [KindStats; 2],
+    stats: [KindStats; 3],
     max_bytes: u64,
 }
 
@@ -197,11 +220,7 @@ impl IndexCache {
             let doomed: Vec<CacheKey> = shard
                 .lru
                 .iter()
-                .filter(|(k, _)| match k {
-                    CacheKey::Postings { block: b, .. } | CacheKey::Series { block: b, .. } => {
-                        *b == block
-                    }
-                })
+                .filter(|(k, _)| k.block() == block)
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in doomed {

@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::ObjectStore;
+use roaring::RoaringBitmap;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
 use super::fetch::{plan_cost, read_coalesced, FetchCost, MAX_GAP};
 use super::lazy::{HeaderCounters, LazyIndex};
 use super::{QueryCtx, StoreError};
-use crate::block::PostingsPlan;
+use crate::block::{matchers_key, PostingsPlan};
 use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
@@ -162,14 +163,37 @@ impl BucketBlock {
         Some(left)
     }
 
-    /// Series references matching `matchers` (none on external labels).
+    /// Series references matching `matchers` (none on external labels), sorted. The result
+    /// is cached per matcher set (empty ones too), so a repeated query skips planning and
+    /// postings altogether.
     pub fn postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<Vec<u64>> {
+        let key = CacheKey::ExpandedPostings {
+            block: self.id,
+            matchers: matchers_key(matchers),
+        };
+        let cached = ctx.cache.as_ref().and_then(|c| c.get(&key));
+        if let Some(bitmap) = cached.and_then(|b| RoaringBitmap::deserialize_from(&b[..]).ok()) {
+            return Ok(bitmap.iter().map(u64::from).collect());
+        }
+        let refs = self.expand_postings(matchers, ctx)?;
+        if let Some(cache) = &ctx.cache {
+            let mut bytes = Vec::with_capacity(refs.serialized_size());
+            refs.serialize_into(&mut bytes)
+                .expect("serializing into memory");
+            cache.put(key, Bytes::from(bytes));
+        }
+        Ok(refs.iter().map(u64::from).collect())
+    }
+
+    /// Plans the matchers over the index header, then fetches (or takes from the cache) and
+    /// combines the postings lists they need.
+    fn expand_postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<RoaringBitmap> {
         let index = self.index.get()?;
         let plan = PostingsPlan::new(&index, matchers)?;
         if plan.is_empty() {
-            return Ok(Vec::new());
+            return Ok(RoaringBitmap::new());
         }
-        let mut lists = vec![Vec::new(); plan.keys().len()];
+        let mut lists = vec![RoaringBitmap::new(); plan.keys().len()];
         let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
         let mut touched_bytes = 0i64;
         for (i, (name, value)) in plan.keys().iter().enumerate() {
@@ -222,10 +246,14 @@ impl BucketBlock {
         }
     }
 
-    fn decode_postings(&self, b: &[u8], offset: u64) -> Result<Vec<u64>> {
-        let list = decode_postings_list(b)
-            .map_err(|e| TsdbError::corrupt(self.index.name(), Section::Postings, offset, e))?;
-        Ok(list.into_iter().map(u64::from).collect())
+    fn decode_postings(&self, b: &[u8], offset: u64) -> Result<RoaringBitmap> {
+        let corrupt = |e| TsdbError::corrupt(self.index.name(), Section::Postings, offset, e);
+        let list = decode_postings_list(b).map_err(corrupt)?;
+        Ok(RoaringBitmap::from_sorted_iter(list).map_err(|e| {
+            corrupt(crate::tsdb::encoding::DecodeError::Invalid(format!(
+                "postings list not in increasing order: {e}"
+            )))
+        })?)
     }
 
     /// Reads index ranges from the bucket, within the request's download budget.

@@ -63,8 +63,14 @@ impl PostingsPlan {
     }
 
     fn add_values(&mut self, index: &IndexReader, m: &Matcher) -> Result<()> {
-        if m.kind == crate::model::MatchKind::Equal {
-            self.keys.push((m.name.clone(), m.value.clone()));
+        if let Some(values) = m.selected_values() {
+            // Looked up directly; values the index lacks find no list.
+            let name = &m.name;
+            self.keys
+                .extend(values.into_iter().map(|v| (name.clone(), v.to_string())));
+            return Ok(());
+        }
+        if m.matches_nothing() {
             return Ok(());
         }
         for value in index.label_values(&m.name)? {

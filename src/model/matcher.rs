@@ -48,6 +48,62 @@ pub struct Matcher {
     pub name: String,
     pub value: String,
     regex: Option<Regex>,
+    /// For regex kinds: a shape answered without the regex engine, when the pattern has one.
+    shape: Shape,
+}
+
+/// Regexes common in dashboards, recognised so that matching (and, for literals, finding the
+/// values in an index) needs no regex engine and no scan over every value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    /// `a|b|c`: exactly these values (sorted, deduplicated).
+    Literals(Vec<String>),
+    /// `foo.*`
+    Prefix(String),
+    /// `.*`
+    Any,
+    /// `.+`
+    NonEmpty,
+    General,
+}
+
+impl Shape {
+    fn of(pattern: &str) -> Shape {
+        const META: &[char] = &[
+            '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+        ];
+        let literal = |s: &str| !s.contains(META);
+        match pattern {
+            ".*" => Shape::Any,
+            ".+" => Shape::NonEmpty,
+            _ => {
+                if let Some(prefix) = pattern.strip_suffix(".*").filter(|p| literal(p)) {
+                    return Shape::Prefix(prefix.to_string());
+                }
+                let parts: Vec<&str> = pattern.split('|').collect();
+                if parts.iter().all(|p| literal(p)) {
+                    let mut values: Vec<String> = parts.into_iter().map(String::from).collect();
+                    values.sort();
+                    values.dedup();
+                    return Shape::Literals(values);
+                }
+                Shape::General
+            }
+        }
+    }
+
+    /// `None` when the regex engine must decide.
+    fn matches(&self, value: &str) -> Option<bool> {
+        match self {
+            Shape::Literals(values) => {
+                Some(values.binary_search_by(|v| v.as_str().cmp(value)).is_ok())
+            }
+            Shape::Prefix(p) => Some(value.starts_with(p.as_str())),
+            Shape::Any => Some(true),
+            Shape::NonEmpty => Some(!value.is_empty()),
+            Shape::General => None,
+        }
+    }
 }
 
 impl Matcher {
@@ -61,21 +117,25 @@ impl Matcher {
         if name.is_empty() {
             return Err(MatcherError::LabelName(name));
         }
-        let regex = match kind {
-            MatchKind::Regex | MatchKind::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$")).map_err(|e| MatcherError::Regex {
-                    name: name.clone(),
-                    pattern: value.clone(),
-                    reason: e.to_string(),
-                })?,
+        let (regex, shape) = match kind {
+            MatchKind::Regex | MatchKind::NotRegex => (
+                Some(
+                    Regex::new(&format!("^(?s:{value})$")).map_err(|e| MatcherError::Regex {
+                        name: name.clone(),
+                        pattern: value.clone(),
+                        reason: e.to_string(),
+                    })?,
+                ),
+                Shape::of(&value),
             ),
-            _ => None,
+            _ => (None, Shape::General),
         };
         Ok(Matcher {
             kind,
             name,
             value,
             regex,
+            shape,
         })
     }
 
@@ -85,6 +145,7 @@ impl Matcher {
             name: name.into(),
             value: value.into(),
             regex: None,
+            shape: Shape::General,
         }
     }
 
@@ -93,9 +154,32 @@ impl Matcher {
         match self.kind {
             MatchKind::Equal => self.value == value,
             MatchKind::NotEqual => self.value != value,
-            MatchKind::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
-            MatchKind::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchKind::Regex => self.regex_matches(value),
+            MatchKind::NotRegex => !self.regex_matches(value),
         }
+    }
+
+    fn regex_matches(&self, value: &str) -> bool {
+        self.shape
+            .matches(value)
+            .unwrap_or_else(|| self.regex.as_ref().is_some_and(|r| r.is_match(value)))
+    }
+
+    /// The only values this matcher selects, when it names them (`l="v"`, `l=~"a|b"`), so an
+    /// index can look them up instead of scanning every value of the label.
+    pub fn selected_values(&self) -> Option<Vec<&str>> {
+        match (self.kind, &self.shape) {
+            (MatchKind::Equal, _) => Some(vec![self.value.as_str()]),
+            (MatchKind::Regex, Shape::Literals(values)) => {
+                Some(values.iter().map(String::as_str).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the matcher rejects every value (`l!~".*"`).
+    pub fn matches_nothing(&self) -> bool {
+        self.kind == MatchKind::NotRegex && self.shape == Shape::Any
     }
 
     /// Whether the matcher selects series that lack the label.
@@ -116,6 +200,7 @@ impl Matcher {
             name: self.name.clone(),
             value: self.value.clone(),
             regex: self.regex.clone(),
+            shape: self.shape.clone(),
         }
     }
 }
@@ -166,5 +251,45 @@ mod tests {
             .matches_empty());
         assert!(Matcher::new(MatchKind::Regex, "a", "(").is_err());
         assert_ne!(re.inverse().matches("baz"), re.matches("baz"));
+    }
+
+    #[test]
+    fn shapes_are_recognised_and_agree_with_the_regex_engine() {
+        let shape = |p: &str| Shape::of(p);
+        assert_eq!(
+            shape("a|b|a"),
+            Shape::Literals(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(shape("foo.*"), Shape::Prefix("foo".into()));
+        assert_eq!(shape(".*"), Shape::Any);
+        assert_eq!(shape(".+"), Shape::NonEmpty);
+        for general in [
+            "a.b", "a\\.b", "(a|b)", "a.*|b", "[ab]", "a+", "(?i)a", "^a$", "a.+",
+        ] {
+            assert_eq!(shape(general), Shape::General, "{general}");
+        }
+        let eq = Matcher::new(MatchKind::Regex, "l", "x|y|").unwrap();
+        assert_eq!(eq.selected_values(), Some(vec!["", "x", "y"]));
+        assert!(eq.matches_empty());
+        assert!(Matcher::new(MatchKind::NotRegex, "l", ".*")
+            .unwrap()
+            .matches_nothing());
+
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("a".to_string()),
+            Just("ab".to_string()),
+            Just("".to_string()),
+            Just("é".to_string()),
+            Just(".*".to_string()),
+            Just(".+".to_string()),
+            Just("|".to_string()),
+        ];
+        let pattern = proptest::collection::vec(piece, 1..5).prop_map(|v| v.concat());
+        proptest!(|(p in pattern, value in "[abé\n]{0,4}")| {
+            let m = Matcher::new(MatchKind::Regex, "l", p.clone()).unwrap();
+            let engine = m.regex.as_ref().unwrap().is_match(&value);
+            prop_assert_eq!(m.matches(&value), engine, "{} on {:?}", p, value);
+        });
     }
 }

@@ -8,7 +8,6 @@
 //! what the cache really holds. An item larger than a shard's share is not cached at all.
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -95,28 +94,55 @@ impl CacheKey {
     }
 }
 
-/// Counters of one item kind.
-#[derive(Debug, Default)]
+/// Figures of one item kind. Kept per shard under the shard's lock (no shared atomics for
+/// threads to fight over) and summed when asked for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct KindStats {
-    pub requests: AtomicU64,
-    pub hits: AtomicU64,
-    pub added: AtomicU64,
-    pub evicted: AtomicU64,
-    pub too_large: AtomicU64,
-    pub bytes: AtomicU64,
-    pub items: AtomicU64,
+    pub requests: u64,
+    pub hits: u64,
+    pub added: u64,
+    pub evicted: u64,
+    pub too_large: u64,
+    pub bytes: u64,
+    pub items: u64,
+}
+
+impl std::ops::AddAssign for KindStats {
+    fn add_assign(&mut self, o: Self) {
+        self.requests += o.requests;
+        self.hits += o.hits;
+        self.added += o.added;
+        self.evicted += o.evicted;
+        self.too_large += o.too_large;
+        self.bytes += o.bytes;
+        self.items += o.items;
+    }
 }
 
 struct Shard {
     lru: LruCache<CacheKey, Bytes>,
     bytes: u64,
+    stats: [KindStats; ItemKind::ALL.len()],
+}
+
+impl Shard {
+    fn stats(&mut self, kind: ItemKind) -> &mut KindStats {
+        &mut self.stats[kind.index()]
+    }
+
+    /// Accounts for an entry leaving the shard.
+    fn forget(&mut self, kind: ItemKind, size: u64) {
+        self.bytes -= size;
+        let stats = self.stats(kind);
+        stats.bytes -= size;
+        stats.items -= 1;
+    }
 }
 
 pub struct IndexCache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
-    stats: [KindStats; 3],
     max_bytes: u64,
 }
 
@@ -141,12 +167,12 @@ impl IndexCache {
                     Mutex::new(Shard {
                         lru: LruCache::unbounded(),
                         bytes: 0,
+                        stats: Default::default(),
                     })
                 })
                 .collect(),
             shard_budget: max_bytes / SHARDS as u64,
             hasher: Default::default(),
-            stats: Default::default(),
             max_bytes,
         }
     }
@@ -155,8 +181,13 @@ impl IndexCache {
         self.max_bytes
     }
 
-    pub fn stats(&self, kind: ItemKind) -> &KindStats {
-        &self.stats[kind.index()]
+    /// The figures of one item kind, over all shards.
+    pub fn stats(&self, kind: ItemKind) -> KindStats {
+        let mut sum = KindStats::default();
+        for shard in &self.shards {
+            sum += shard.lock().stats[kind.index()];
+        }
+        sum
     }
 
     fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
@@ -164,12 +195,11 @@ impl IndexCache {
     }
 
     pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
-        let stats = self.stats(key.kind());
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        let hit = self.shard(key).lock().lru.get(key).cloned();
-        if hit.is_some() {
-            stats.hits.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut shard = self.shard(key).lock();
+        let hit = shard.lru.get(key).cloned();
+        let stats = shard.stats(key.kind());
+        stats.requests += 1;
+        stats.hits += u64::from(hit.is_some());
         hit
     }
 
@@ -179,32 +209,26 @@ impl IndexCache {
     pub fn put(&self, key: CacheKey, value: Bytes) {
         let kind = key.kind();
         let size = entry_size(&key, &value);
+        let key_size = key.size();
+        let mut shard = self.shard(&key).lock();
         if size > self.shard_budget {
-            self.stats(kind).too_large.fetch_add(1, Ordering::Relaxed);
+            shard.stats(kind).too_large += 1;
             return;
         }
-        let mut shard = self.shard(&key).lock();
-        let stats = self.stats(kind);
-        if let Some(old) = shard.lru.put(key.clone(), value) {
-            let old_size = entry_size(&key, &old);
-            shard.bytes -= old_size;
-            stats.bytes.fetch_sub(old_size, Ordering::Relaxed);
-            stats.items.fetch_sub(1, Ordering::Relaxed);
+        if let Some(old) = shard.lru.put(key, value) {
+            shard.forget(kind, key_size + old.len() as u64 + ENTRY_OVERHEAD);
         }
         shard.bytes += size;
-        stats.bytes.fetch_add(size, Ordering::Relaxed);
-        stats.items.fetch_add(1, Ordering::Relaxed);
-        stats.added.fetch_add(1, Ordering::Relaxed);
+        let stats = shard.stats(kind);
+        stats.bytes += size;
+        stats.items += 1;
+        stats.added += 1;
         while shard.bytes > self.shard_budget {
             let Some((k, v)) = shard.lru.pop_lru() else {
                 break;
             };
-            let s = entry_size(&k, &v);
-            shard.bytes -= s;
-            let ks = self.stats(k.kind());
-            ks.bytes.fetch_sub(s, Ordering::Relaxed);
-            ks.items.fetch_sub(1, Ordering::Relaxed);
-            ks.evicted.fetch_add(1, Ordering::Relaxed);
+            shard.forget(k.kind(), entry_size(&k, &v));
+            shard.stats(k.kind()).evicted += 1;
         }
     }
 
@@ -225,11 +249,7 @@ impl IndexCache {
                 .collect();
             for k in doomed {
                 if let Some(v) = shard.lru.pop(&k) {
-                    let s = entry_size(&k, &v);
-                    shard.bytes -= s;
-                    let ks = self.stats(k.kind());
-                    ks.bytes.fetch_sub(s, Ordering::Relaxed);
-                    ks.items.fetch_sub(1, Ordering::Relaxed);
+                    shard.forget(k.kind(), entry_size(&k, &v));
                 }
             }
         }
@@ -256,14 +276,15 @@ mod tests {
             assert!(cache.bytes() <= cache.max_bytes());
         }
         let s = cache.stats(ItemKind::Postings);
-        assert_eq!(s.added.load(Ordering::Relaxed), 2000);
-        assert!(s.evicted.load(Ordering::Relaxed) > 1500);
-        assert_eq!(s.bytes.load(Ordering::Relaxed), cache.bytes());
+        assert_eq!(s.added, 2000);
+        assert!(s.evicted > 1500);
+        assert_eq!(s.bytes, cache.bytes());
         // The most recent entry is there, the oldest long gone.
         assert!(cache.get(&postings(1, "v1999")).is_some());
         assert!(cache.get(&postings(1, "v0")).is_none());
-        assert_eq!(s.hits.load(Ordering::Relaxed), 1);
-        assert_eq!(s.requests.load(Ordering::Relaxed), 2);
+        let s = cache.stats(ItemKind::Postings);
+        assert_eq!(s.hits, 1);
+        assert_eq!(s.requests, 2);
     }
 
     #[test]
@@ -284,19 +305,10 @@ mod tests {
         cache.remove_block(Ulid(1));
         assert!(cache.get(&postings(1, "a")).is_none());
         assert_eq!(cache.get(&postings(2, "a")).unwrap(), "two");
-        assert_eq!(
-            cache.stats(ItemKind::Series).items.load(Ordering::Relaxed),
-            0
-        );
+        assert_eq!(cache.stats(ItemKind::Series).items, 0);
         // Replacing an entry keeps the accounting exact.
         cache.put(postings(2, "a"), Bytes::from_static(b"three"));
-        assert_eq!(
-            cache.bytes(),
-            cache
-                .stats(ItemKind::Postings)
-                .bytes
-                .load(Ordering::Relaxed)
-        );
+        assert_eq!(cache.bytes(), cache.stats(ItemKind::Postings).bytes);
     }
 
     #[test]
@@ -304,13 +316,7 @@ mod tests {
         let cache = IndexCache::new(0);
         cache.put(postings(1, "a"), Bytes::from_static(b"x"));
         assert!(cache.get(&postings(1, "a")).is_none());
-        assert_eq!(
-            cache
-                .stats(ItemKind::Postings)
-                .too_large
-                .load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(cache.stats(ItemKind::Postings).too_large, 1);
         assert_eq!(cache.bytes(), 0);
     }
 }

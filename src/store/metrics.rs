@@ -1,6 +1,6 @@
 //! The store's figures in `/metrics`, read from its counters at scrape time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -213,36 +213,36 @@ fn cache(encoder: &mut DescriptorEncoder, cache: &IndexCache) -> std::fmt::Resul
         Some(&Unit::Bytes),
         cache.max_bytes() as i64,
     )?;
-    type Pick = fn(&KindStats) -> &AtomicU64;
+    type Pick = fn(&KindStats) -> u64;
     let counters: [(&str, &str, Pick); 5] = [
         ("stele_index_cache_requests", "Index cache lookups", |k| {
-            &k.requests
+            k.requests
         }),
         (
             "stele_index_cache_hits",
             "Index cache lookups that hit",
-            |k| &k.hits,
+            |k| k.hits,
         ),
         (
             "stele_index_cache_items_added",
             "Items put into the index cache",
-            |k| &k.added,
+            |k| k.added,
         ),
         (
             "stele_index_cache_items_evicted",
             "Items evicted to stay within the byte bound",
-            |k| &k.evicted,
+            |k| k.evicted,
         ),
         (
             "stele_index_cache_items_overflowed",
             "Items too large to cache",
-            |k| &k.too_large,
+            |k| k.too_large,
         ),
     ];
     for (name, help, pick) in counters {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for kind in ItemKind::ALL {
-            let c = ConstCounter::new(pick(cache.stats(kind)).load(Ordering::Relaxed));
+            let c = ConstCounter::new(pick(&cache.stats(kind)));
             c.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
     }
@@ -251,19 +251,19 @@ fn cache(encoder: &mut DescriptorEncoder, cache: &IndexCache) -> std::fmt::Resul
             "stele_index_cache_size",
             "Bytes held by the index cache, with bookkeeping",
             Some(&Unit::Bytes),
-            |k| &k.bytes,
+            |k| k.bytes,
         ),
         (
             "stele_index_cache_items",
             "Items held by the index cache",
             None,
-            |k| &k.items,
+            |k| k.items,
         ),
     ];
     for (name, help, unit, pick) in gauges {
         let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
         for kind in ItemKind::ALL {
-            let g = ConstGauge::new(pick(cache.stats(kind)).load(Ordering::Relaxed) as i64);
+            let g = ConstGauge::new(pick(&cache.stats(kind)) as i64);
             g.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
     }

@@ -1,4 +1,5 @@
-//! The StoreAPI on the wire: tonic services adapting the store engine to Thanos' protocol.
+//! The StoreAPI on the wire: tonic services adapting a store engine (the bucket store or the
+//! sidecar, anything implementing [`StoreEngine`]) to Thanos' protocol.
 //!
 //! Thin by design: convert requests (matchers, hints, sharding) into engine queries, run them
 //! on the blocking pool, and convert results back. Series frames are streamed through a
@@ -19,8 +20,8 @@ use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
 use crate::proto::thanos::{self, info};
 use crate::store::{
-    BucketStore, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
-    ShardSpec, StoreError, StoreInfo,
+    Component, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
+    ShardSpec, StoreEngine, StoreError, StoreInfo,
 };
 use crate::tsdb::chunks::ChunkEncoding;
 
@@ -36,19 +37,29 @@ struct RequestLabels {
     code: String,
 }
 
-/// `thanos.Store` and `thanos.info.Info` over one [`BucketStore`].
-#[derive(Clone)]
-pub struct StoreApi {
-    store: Arc<BucketStore>,
+/// `thanos.Store` and `thanos.info.Info` over one engine.
+pub struct StoreApi<E> {
+    store: Arc<E>,
     /// `--store.grpc.series-max-concurrency`: Series requests running at once.
     series_gate: Arc<Semaphore>,
     latency: LatencyHistograms<RequestLabels>,
 }
 
-impl StoreApi {
+// Not derived: that would require `E: Clone`, and only the `Arc` is cloned.
+impl<E> Clone for StoreApi<E> {
+    fn clone(&self) -> Self {
+        StoreApi {
+            store: self.store.clone(),
+            series_gate: self.series_gate.clone(),
+            latency: self.latency.clone(),
+        }
+    }
+}
+
+impl<E: StoreEngine> StoreApi<E> {
     /// Registers the request-latency histograms in `metrics`.
     pub fn new(
-        store: Arc<BucketStore>,
+        store: Arc<E>,
         series_max_concurrency: usize,
         metrics: &Metrics,
     ) -> Result<Self, MetricsError> {
@@ -79,13 +90,13 @@ impl StoreApi {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi> {
+    pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi<E>> {
         thanos::store_server::StoreServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
-    pub fn info_server(&self) -> info::info_server::InfoServer<StoreApi> {
+    pub fn info_server(&self) -> info::info_server::InfoServer<StoreApi<E>> {
         info::info_server::InfoServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
@@ -287,7 +298,7 @@ fn labels_query(
     })
 }
 
-fn info_response(i: &StoreInfo) -> info::InfoResponse {
+fn info_response(component: Component, i: &StoreInfo) -> info::InfoResponse {
     info::InfoResponse {
         label_sets: i
             .label_sets
@@ -296,7 +307,7 @@ fn info_response(i: &StoreInfo) -> info::InfoResponse {
                 labels: labels_to_proto(l),
             })
             .collect(),
-        component_type: "store".into(),
+        component_type: component.as_str().into(),
         store: Some(info::StoreInfo {
             min_time: i.min_time,
             max_time: i.max_time,
@@ -330,7 +341,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[tonic::async_trait]
-impl info::info_server::Info for StoreApi {
+impl<E: StoreEngine> info::info_server::Info for StoreApi<E> {
     async fn info(
         &self,
         _: Request<info::InfoRequest>,
@@ -340,14 +351,14 @@ impl info::info_server::Info for StoreApi {
             .store
             .info()
             .map_err(status)
-            .map(|i| Response::new(info_response(&i)));
+            .map(|i| Response::new(info_response(self.store.component(), &i)));
         self.observe("Info", started, &r);
         r
     }
 }
 
 #[tonic::async_trait]
-impl thanos::store_server::Store for StoreApi {
+impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
     /// The legacy discovery call of queriers before v0.37.
     async fn info(
         &self,
@@ -362,7 +373,10 @@ impl thanos::store_server::Store for StoreApi {
                 .unwrap_or_default(),
             min_time: i.min_time,
             max_time: i.max_time,
-            store_type: thanos::StoreType::Store as i32,
+            store_type: match self.store.component() {
+                Component::Store => thanos::StoreType::Store,
+                Component::Sidecar => thanos::StoreType::Sidecar,
+            } as i32,
             label_sets: i
                 .label_sets
                 .iter()

@@ -73,6 +73,7 @@ pub struct ShipperConfig {
     pub tsdb_dir: PathBuf,
     /// Ship blocks of compaction level > 1 too (`--shipper.upload-compacted`).
     pub upload_compacted: bool,
+    /// Bytes per multipart part; S3 wants at least 5 MiB for every part but the last.
     pub part_size: usize,
 }
 

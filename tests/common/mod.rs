@@ -142,8 +142,6 @@ impl PrometheusServer {
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             // Test data is dated; without this Prometheus deletes it on start.
             .arg("--storage.tsdb.retention.time=100y")
-            // A killed server leaves its lock file behind.
-            .arg("--storage.tsdb.no-lockfile")
             .arg("--log.level=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -152,6 +150,9 @@ impl PrometheusServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("prometheus exited with {status} (its output is above)");
+            }
             if http_get(&format!("{}/-/ready", self.url)).is_ok_and(|(status, _)| status == 200) {
                 return;
             }

@@ -153,24 +153,8 @@ fn shipped(s3: &S3Server) -> Vec<String> {
 
 /// Every file under `dir`, relative, sorted.
 fn files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().into_string().unwrap();
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if e.file_type().unwrap().is_dir() {
-                walk(&e.path(), &path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(dir, "", &mut out);
+    relative_files(dir, "", &mut out);
     out.sort();
     out
 }
@@ -329,19 +313,7 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
 
     // The sidecar's own StoreAPI.
     let rt = runtime();
-    let info = rt
-        .block_on(async {
-            let ch = tonic::transport::Channel::from_shared(sidecar.grpc.clone())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            thanos::info::info_client::InfoClient::new(ch)
-                .info(thanos::info::InfoRequest {})
-                .await
-        })
-        .unwrap()
-        .into_inner();
+    let info = call_info(&rt, &sidecar.grpc).unwrap();
     assert_eq!(info.component_type, "sidecar");
     let sets: Vec<Labels> = info
         .label_sets
@@ -399,16 +371,18 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
         .into_inner()
         .names;
     assert_eq!(names, vec!["__name__", "cluster", "replica", "room"]);
-    let values = rt
-        .block_on(client.label_values(thanos::LabelValuesRequest {
-            label: "idx".into(),
+    let mut label_values = |name: &str| {
+        rt.block_on(client.label_values(thanos::LabelValuesRequest {
+            label: name.into(),
             start: OM_START,
             end: OM_END,
             ..Default::default()
         }))
         .unwrap()
         .into_inner()
-        .values;
+        .values
+    };
+    let values = label_values("idx");
     let theirs = strings(&prometheus_json(
         &prom,
         &format!(
@@ -418,16 +392,7 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
         ),
     ));
     assert_eq!(values, theirs);
-    let values = rt
-        .block_on(client.label_values(thanos::LabelValuesRequest {
-            label: "cluster".into(),
-            start: OM_START,
-            end: OM_END,
-            ..Default::default()
-        }))
-        .unwrap()
-        .into_inner()
-        .values;
+    let values = label_values("cluster");
     assert_eq!(values, vec!["eu-1"]);
 
     // The bucket the sidecar filled, served by the store gateway: the same samples.
@@ -648,16 +613,7 @@ fn prometheus_down_means_unready_and_unavailable_until_it_returns() {
         .err()
         .expect("Prometheus is down");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
-    let info = rt.block_on(async {
-        let ch = tonic::transport::Channel::from_shared(sidecar.grpc.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        thanos::info::info_client::InfoClient::new(ch)
-            .info(thanos::info::InfoRequest {})
-            .await
-    });
+    let info = call_info(&rt, &sidecar.grpc);
     assert!(info.is_err(), "Info while Prometheus is down");
     assert_eq!(
         metric_value(&sidecar.metrics(), "stele_sidecar_prometheus_up"),

@@ -136,33 +136,19 @@ async fn serve(args: SidecarArgs) -> anyhow::Result<()> {
     });
     let readiness = Readiness::new();
     readiness.set_not_ready("Prometheus has not answered yet");
-    let http = HttpServer::bind(
-        http_addr,
-        HttpState {
-            component: "sidecar",
-            metrics: metrics.clone(),
-            readiness: readiness.clone(),
-        },
-    )
-    .await?;
-    tracing::info!(address = %http.local_addr(), "serving /metrics, /-/ready and /-/healthy over HTTP");
-    let http = tokio::spawn(http.serve(shutdown.clone()));
+    let state = HttpState {
+        component: "sidecar",
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let http = tokio::spawn(
+        HttpServer::bind(http_addr, state)
+            .await?
+            .serve(shutdown.clone()),
+    );
 
     let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
-    let listener = tokio::net::TcpListener::bind(grpc_addr)
-        .await
-        .with_context(|| format!("binding --grpc-address {grpc_addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving the StoreAPI over gRPC");
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .add_service(api.info_server())
-            .add_service(api.store_server())
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown.wait(),
-            ),
-    );
+    let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
 
     let started = tokio::select! {
         r = wait_for_prometheus(&store, args.ready_timeout) => Some(r),

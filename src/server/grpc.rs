@@ -5,16 +5,19 @@
 //! on the blocking pool, and convert results back. Series frames are streamed through a
 //! bounded channel, so a slow client slows the query instead of growing memory.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Unit;
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
+use super::{ServerError, Shutdown};
 use crate::metrics::{latency_histograms, LatencyHistograms, Metrics, MetricsError};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
@@ -100,6 +103,30 @@ impl<E: StoreEngine> StoreApi<E> {
         info::info_server::InfoServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// Binds `addr` and serves `thanos.info.Info` and `thanos.Store` until `shutdown` fires
+    /// (in-flight requests drain first); the task ends with the server.
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+        shutdown: Shutdown,
+    ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "gRPC",
+                addr,
+                source,
+            })?;
+        let address = listener.local_addr().unwrap_or(addr);
+        tracing::info!(%address, "serving the StoreAPI over gRPC");
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(self.info_server())
+            .add_service(self.store_server())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait());
+        Ok(tokio::spawn(server))
     }
 }
 

@@ -608,7 +608,7 @@ pub async fn upload_block(store: &dyn object_store::ObjectStore, block_dir: &Pat
 }
 
 /// Every file under `dir`, as `/`-separated paths relative to `dir` (prefixed by `rel`).
-fn relative_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
+pub fn relative_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().expect("utf-8 file name");

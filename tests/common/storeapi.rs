@@ -16,25 +16,31 @@ pub fn wait_info_ready(grpc: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let rt = runtime();
     while Instant::now() < deadline {
-        let ok = rt.block_on(async {
-            let Ok(ch) = Channel::from_shared(grpc.to_string())
-                .unwrap()
-                .connect()
-                .await
-            else {
-                return false;
-            };
-            let mut info = stele::proto::thanos::info::info_client::InfoClient::new(ch);
-            info.info(stele::proto::thanos::info::InfoRequest {})
-                .await
-                .is_ok()
-        });
-        if ok {
+        if call_info(&rt, grpc).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the StoreAPI at {grpc} did not become ready");
+}
+
+/// `thanos.info.Info/Info` at `grpc`; a failed connection is `Unavailable`.
+pub fn call_info(
+    rt: &tokio::runtime::Runtime,
+    grpc: &str,
+) -> Result<thanos::info::InfoResponse, tonic::Status> {
+    rt.block_on(async {
+        let ch = Channel::from_shared(grpc.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = thanos::info::info_client::InfoClient::new(ch);
+        Ok(client
+            .info(thanos::info::InfoRequest {})
+            .await?
+            .into_inner())
+    })
 }
 
 pub fn store_client(rt: &tokio::runtime::Runtime, grpc: &str) -> StoreClient<Channel> {

@@ -14,5 +14,6 @@ pub mod model;
 pub mod objstore;
 pub mod proto;
 pub mod server;
+pub mod sidecar;
 pub mod store;
 pub mod tsdb;

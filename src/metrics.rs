@@ -37,8 +37,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
+use prometheus_client::encoding::{
+    prometheus_text, text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
@@ -417,6 +421,30 @@ mod process {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|soft| soft.parse().ok())
     }
+}
+
+/// Encodes one counter with `value` (for collectors that read their figures at scrape time).
+pub fn const_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: u64,
+) -> std::fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)
+}
+
+/// Encodes one gauge with `value` (for collectors that read their figures at scrape time).
+pub fn const_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: i64,
+) -> std::fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, unit, g.metric_type())?)
 }
 
 #[cfg(test)]

@@ -6,16 +6,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::storeapi::*;
 use common::*;
 use stele::model::Labels;
 use stele::proto::thanos;
 use stele::proto::thanos::store_client::StoreClient;
-use stele::tsdb::chunks::XorIter;
 use tonic::transport::Channel;
-
-const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// A `stele store` process on loopback ports; killed on drop.
 struct StoreProcess {
@@ -55,28 +53,7 @@ impl StoreProcess {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let rt = runtime();
-        while Instant::now() < deadline {
-            let ok = rt.block_on(async {
-                let Ok(ch) = Channel::from_shared(self.grpc.clone())
-                    .unwrap()
-                    .connect()
-                    .await
-                else {
-                    return false;
-                };
-                let mut info = stele::proto::thanos::info::info_client::InfoClient::new(ch);
-                info.info(stele::proto::thanos::info::InfoRequest {})
-                    .await
-                    .is_ok()
-            });
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("stele store at {} did not become ready", self.grpc);
+        wait_info_ready(&self.grpc);
     }
 
     /// Kills the store (no clean shutdown) and hands back its data dir, to restart on it.
@@ -92,14 +69,7 @@ impl StoreProcess {
     }
 
     fn client(&self, rt: &tokio::runtime::Runtime) -> StoreClient<Channel> {
-        rt.block_on(async {
-            let ch = Channel::from_shared(self.grpc.clone())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            StoreClient::new(ch).max_decoding_message_size(usize::MAX)
-        })
+        store_client(rt, &self.grpc)
     }
 }
 
@@ -110,138 +80,11 @@ impl Drop for StoreProcess {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn filesystem_yaml(dir: &Path) -> String {
     format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         dir.display()
     )
-}
-
-fn matcher(kind: i32, name: &str, value: &str) -> thanos::LabelMatcher {
-    thanos::LabelMatcher {
-        r#type: kind,
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
-/// Parses a PromQL-style selector into wire matchers (via stele's own parser).
-fn wire_matchers(selector: &str) -> Vec<thanos::LabelMatcher> {
-    stele::model::parse_selector(selector)
-        .unwrap()
-        .into_iter()
-        .map(|m| {
-            let kind = match m.kind {
-                stele::model::MatchKind::Equal => 0,
-                stele::model::MatchKind::NotEqual => 1,
-                stele::model::MatchKind::Regex => 2,
-                stele::model::MatchKind::NotRegex => 3,
-            };
-            matcher(kind, &m.name, &m.value)
-        })
-        .collect()
-}
-
-/// Every frame of a Series call: series (batches flattened), warnings, and whether the
-/// response hints came last.
-struct SeriesResult {
-    series: Vec<thanos::Series>,
-    warnings: Vec<String>,
-    hints: Option<stele::proto::hintspb::SeriesResponseHints>,
-}
-
-fn call_series(
-    rt: &tokio::runtime::Runtime,
-    client: &mut StoreClient<Channel>,
-    req: thanos::SeriesRequest,
-) -> Result<SeriesResult, tonic::Status> {
-    rt.block_on(async {
-        let mut stream = client.series(req).await?.into_inner();
-        let mut out = SeriesResult {
-            series: Vec::new(),
-            warnings: Vec::new(),
-            hints: None,
-        };
-        while let Some(frame) = stream.message().await? {
-            assert!(out.hints.is_none(), "hints must be the last frame");
-            use thanos::series_response::Result as F;
-            match frame.result.expect("frame has a result") {
-                F::Series(s) => out.series.push(s),
-                F::Batch(b) => out.series.extend(b.series),
-                F::Warning(w) => out.warnings.push(w),
-                F::Hints(any) => {
-                    assert!(any.type_url.ends_with("hintspb.SeriesResponseHints"));
-                    out.hints = Some(prost::Message::decode(any.value.as_slice()).unwrap());
-                }
-            }
-        }
-        Ok(out)
-    })
-}
-
-fn series_request(selector: &str, min: i64, max: i64) -> thanos::SeriesRequest {
-    thanos::SeriesRequest {
-        min_time: min,
-        max_time: max,
-        matchers: wire_matchers(selector),
-        ..Default::default()
-    }
-}
-
-fn labels_of(s: &thanos::Series) -> Labels {
-    Labels::from_pairs(s.labels.iter().map(|l| (l.name.clone(), l.value.clone())))
-}
-
-/// Decodes the response into samples in `[min, max]` without stale markers (which
-/// Prometheus' query API does not return), checking the StoreAPI's ordering contract.
-fn decode(series: &[thanos::Series], min: i64, max: i64) -> SeriesMap {
-    let mut out = SeriesMap::new();
-    let mut previous: Option<Labels> = None;
-    for s in series {
-        let labels = labels_of(s);
-        if let Some(p) = &previous {
-            assert!(
-                p < &labels,
-                "series out of order or repeated: {p} then {labels}"
-            );
-        }
-        previous = Some(labels.clone());
-        let mut samples = Vec::new();
-        let mut last_min = i64::MIN;
-        for c in &s.chunks {
-            assert!(
-                c.min_time >= last_min,
-                "chunks sorted by min_time in {labels}"
-            );
-            last_min = c.min_time;
-            let raw = c.raw.as_ref().expect("raw chunk");
-            assert_eq!(
-                raw.hash,
-                xxhash_rust::xxh64::xxh64(&raw.data, 0),
-                "chunk hash"
-            );
-            let mut it = XorIter::new(&raw.data).unwrap();
-            for (t, v) in it.by_ref() {
-                if t >= min && t <= max && v.to_bits() != STALE_NAN {
-                    samples.push((t, canonical_bits(v)));
-                }
-            }
-            assert!(it.err().is_none());
-        }
-        samples.sort_by_key(|s| s.0);
-        samples.dedup_by_key(|s| s.0);
-        if !samples.is_empty() {
-            out.insert(labels, samples);
-        }
-    }
-    out
 }
 
 /// promtool-made blocks (awkward label values, special floats, 3 blocks) plus `stele gen`
@@ -266,26 +109,6 @@ fn mixed_blocks(dir: &Path) -> (i64, i64) {
         metas.iter().map(|m| m.min_time).min().unwrap(),
         metas.iter().map(|m| m.max_time).max().unwrap(),
     )
-}
-
-fn prometheus_json(server: &PrometheusServer, path_and_query: &str) -> serde_json::Value {
-    let (status, body) = http_get(&format!("{}{path_and_query}", server.url)).unwrap();
-    assert_eq!(
-        status,
-        200,
-        "{path_and_query}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v["data"].clone()
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Runs the selector suite against `store` and Prometheus over the same blocks.
@@ -540,13 +363,6 @@ fn replicated_bucket(bucket: &Path) -> Vec<String> {
     ids
 }
 
-fn status_code(r: Result<SeriesResult, tonic::Status>) -> tonic::Code {
-    match r {
-        Ok(_) => tonic::Code::Ok,
-        Err(s) => s.code(),
-    }
-}
-
 #[test]
 fn external_labels_replicas_sharding_and_limits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -796,17 +612,6 @@ fn clone_block(bucket: &Path, id: &str, n: u128) -> String {
     new_id
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting until {what}");
-}
-
 fn queried(r: &SeriesResult) -> Vec<String> {
     let mut ids: Vec<String> = r
         .hints
@@ -995,16 +800,6 @@ impl TapSort for Vec<String> {
         self.sort();
         self
     }
-}
-
-/// The value of an unlabelled sample in Prometheus text exposition.
-fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]

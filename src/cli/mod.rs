@@ -5,6 +5,7 @@ pub mod block;
 pub mod demo;
 pub mod gen;
 pub mod logging;
+pub mod sidecar;
 pub mod store;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Thanos StoreAPI over the blocks of a bucket (the store gateway).
     Store(Box<store::StoreArgs>),
+    /// Run next to a Prometheus: ship its blocks to the bucket, serve its recent data over
+    /// the StoreAPI.
+    Sidecar(Box<sidecar::SidecarArgs>),
     /// Generate demo data and inspect it: the zero-configuration tour.
     Demo(demo::DemoArgs),
     /// Generate realistic Prometheus TSDB blocks from a profile in bench-data/.
@@ -38,6 +42,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Store(args) => store::run(*args),
+        Command::Sidecar(args) => sidecar::run(*args),
         Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Block(cmd) => block::run(cmd),

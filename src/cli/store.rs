@@ -235,33 +235,20 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     metrics.register_collector(StoreCollector(store.clone()));
     let readiness = Readiness::new();
     readiness.set_not_ready("the first block sync has not completed");
-    let http = HttpServer::bind(
-        http_addr,
-        HttpState {
-            component: "store",
-            metrics: metrics.clone(),
-            readiness: readiness.clone(),
-        },
-    )
-    .await?;
-    tracing::info!(address = %http.local_addr(), "serving /metrics, /-/ready and /-/healthy over HTTP");
-    let http = tokio::spawn(http.serve(shutdown.clone()));
+    let state = HttpState {
+        component: "store",
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let http = tokio::spawn(
+        HttpServer::bind(http_addr, state)
+            .await?
+            .serve(shutdown.clone()),
+    );
 
     // Serve gRPC right away (Info says "not ready" until the first sync is done), then sync.
     let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
-    let listener = tokio::net::TcpListener::bind(grpc_addr)
-        .await
-        .with_context(|| format!("binding --grpc-address {grpc_addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving the StoreAPI over gRPC");
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(api.info_server())
-        .add_service(api.store_server())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.wait(),
-        );
-    let grpc = tokio::spawn(grpc);
+    let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
 
     let syncer = {
         let store = store.clone();

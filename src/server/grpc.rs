@@ -1,26 +1,30 @@
-//! The StoreAPI on the wire: tonic services adapting the store engine to Thanos' protocol.
+//! The StoreAPI on the wire: tonic services adapting a store engine (the bucket store or the
+//! sidecar, anything implementing [`StoreEngine`]) to Thanos' protocol.
 //!
 //! Thin by design: convert requests (matchers, hints, sharding) into engine queries, run them
 //! on the blocking pool, and convert results back. Series frames are streamed through a
 //! bounded channel, so a slow client slows the query instead of growing memory.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Unit;
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
+use super::{ServerError, Shutdown};
 use crate::metrics::{latency_histograms, LatencyHistograms, Metrics, MetricsError};
 use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
 use crate::proto::thanos::{self, info};
 use crate::store::{
-    BucketStore, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
-    ShardSpec, StoreError, StoreInfo,
+    Component, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
+    ShardSpec, StoreEngine, StoreError, StoreInfo,
 };
 use crate::tsdb::chunks::ChunkEncoding;
 
@@ -36,19 +40,29 @@ struct RequestLabels {
     code: String,
 }
 
-/// `thanos.Store` and `thanos.info.Info` over one [`BucketStore`].
-#[derive(Clone)]
-pub struct StoreApi {
-    store: Arc<BucketStore>,
+/// `thanos.Store` and `thanos.info.Info` over one engine.
+pub struct StoreApi<E> {
+    store: Arc<E>,
     /// `--store.grpc.series-max-concurrency`: Series requests running at once.
     series_gate: Arc<Semaphore>,
     latency: LatencyHistograms<RequestLabels>,
 }
 
-impl StoreApi {
+// Not derived: that would require `E: Clone`, and only the `Arc` is cloned.
+impl<E> Clone for StoreApi<E> {
+    fn clone(&self) -> Self {
+        StoreApi {
+            store: self.store.clone(),
+            series_gate: self.series_gate.clone(),
+            latency: self.latency.clone(),
+        }
+    }
+}
+
+impl<E: StoreEngine> StoreApi<E> {
     /// Registers the request-latency histograms in `metrics`.
     pub fn new(
-        store: Arc<BucketStore>,
+        store: Arc<E>,
         series_max_concurrency: usize,
         metrics: &Metrics,
     ) -> Result<Self, MetricsError> {
@@ -79,16 +93,40 @@ impl StoreApi {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi> {
+    pub fn store_server(&self) -> thanos::store_server::StoreServer<StoreApi<E>> {
         thanos::store_server::StoreServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
-    pub fn info_server(&self) -> info::info_server::InfoServer<StoreApi> {
+    pub fn info_server(&self) -> info::info_server::InfoServer<StoreApi<E>> {
         info::info_server::InfoServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// Binds `addr` and serves `thanos.info.Info` and `thanos.Store` until `shutdown` fires
+    /// (in-flight requests drain first); the task ends with the server.
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+        shutdown: Shutdown,
+    ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "gRPC",
+                addr,
+                source,
+            })?;
+        let address = listener.local_addr().unwrap_or(addr);
+        tracing::info!(%address, "serving the StoreAPI over gRPC");
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(self.info_server())
+            .add_service(self.store_server())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait());
+        Ok(tokio::spawn(server))
     }
 }
 
@@ -287,7 +325,7 @@ fn labels_query(
     })
 }
 
-fn info_response(i: &StoreInfo) -> info::InfoResponse {
+fn info_response(component: Component, i: &StoreInfo) -> info::InfoResponse {
     info::InfoResponse {
         label_sets: i
             .label_sets
@@ -296,7 +334,7 @@ fn info_response(i: &StoreInfo) -> info::InfoResponse {
                 labels: labels_to_proto(l),
             })
             .collect(),
-        component_type: "store".into(),
+        component_type: component.as_str().into(),
         store: Some(info::StoreInfo {
             min_time: i.min_time,
             max_time: i.max_time,
@@ -330,7 +368,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[tonic::async_trait]
-impl info::info_server::Info for StoreApi {
+impl<E: StoreEngine> info::info_server::Info for StoreApi<E> {
     async fn info(
         &self,
         _: Request<info::InfoRequest>,
@@ -340,14 +378,14 @@ impl info::info_server::Info for StoreApi {
             .store
             .info()
             .map_err(status)
-            .map(|i| Response::new(info_response(&i)));
+            .map(|i| Response::new(info_response(self.store.component(), &i)));
         self.observe("Info", started, &r);
         r
     }
 }
 
 #[tonic::async_trait]
-impl thanos::store_server::Store for StoreApi {
+impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
     /// The legacy discovery call of queriers before v0.37.
     async fn info(
         &self,
@@ -362,7 +400,10 @@ impl thanos::store_server::Store for StoreApi {
                 .unwrap_or_default(),
             min_time: i.min_time,
             max_time: i.max_time,
-            store_type: thanos::StoreType::Store as i32,
+            store_type: match self.store.component() {
+                Component::Store => thanos::StoreType::Store,
+                Component::Sidecar => thanos::StoreType::Sidecar,
+            } as i32,
             label_sets: i
                 .label_sets
                 .iter()

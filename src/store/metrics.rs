@@ -12,33 +12,12 @@ use prometheus_client::registry::Unit;
 
 use super::BucketStore;
 use crate::cache::{IndexCache, ItemKind, KindStats};
+use crate::metrics::{const_counter as counter, const_gauge as gauge};
 use crate::objstore::FetchCounters;
 
 /// Registers with [`crate::metrics::Metrics::register_collector`].
 #[derive(Debug)]
 pub struct StoreCollector(pub Arc<BucketStore>);
-
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: u64,
-) -> std::fmt::Result {
-    let c = ConstCounter::new(value);
-    c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: i64,
-) -> std::fmt::Result {
-    let g = ConstGauge::new(value);
-    g.encode(encoder.encode_descriptor(name, help, unit, g.metric_type())?)
-}
 
 fn bucket(encoder: &mut DescriptorEncoder, kind: &str, c: &FetchCounters) -> std::fmt::Result {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

@@ -188,6 +188,81 @@ pub struct StoreInfo {
     pub tsdb_infos: Vec<(Labels, i64, i64)>,
 }
 
+/// Which component serves the StoreAPI, as `Info` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Store,
+    Sidecar,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Store => "store",
+            Component::Sidecar => "sidecar",
+        }
+    }
+}
+
+/// An engine behind the StoreAPI: the bucket store here, the sidecar over a Prometheus in
+/// `sidecar/`. `server::grpc` adapts any of them to the wire, so request parsing, status
+/// codes, hints and request metrics are one piece of code. Queries may block (on the bucket,
+/// on Prometheus), so the server runs them on the blocking pool; `info` must be cheap.
+pub trait StoreEngine: Send + Sync + 'static {
+    fn component(&self) -> Component;
+
+    /// What `Info` advertises; an error while the engine cannot serve.
+    fn info(&self) -> Result<StoreInfo, StoreError>;
+
+    /// Streams the series matching `q`, sorted by labels, to `emit` (which returns false to
+    /// stop early). Blocking.
+    fn series(
+        &self,
+        q: &SeriesQuery,
+        emit: &mut dyn FnMut(SeriesEvent) -> bool,
+    ) -> Result<SeriesSummary, StoreError>;
+
+    /// Sorted label names and the warnings. Blocking.
+    fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError>;
+
+    /// Sorted values of label `name` and the warnings. Blocking.
+    fn label_values(
+        &self,
+        name: &str,
+        q: &LabelsQuery,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError>;
+}
+
+impl StoreEngine for BucketStore {
+    fn component(&self) -> Component {
+        Component::Store
+    }
+
+    fn info(&self) -> Result<StoreInfo, StoreError> {
+        BucketStore::info(self)
+    }
+
+    fn series(
+        &self,
+        q: &SeriesQuery,
+        emit: &mut dyn FnMut(SeriesEvent) -> bool,
+    ) -> Result<SeriesSummary, StoreError> {
+        BucketStore::series(self, q, emit)
+    }
+
+    fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        BucketStore::label_names(self, q)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        q: &LabelsQuery,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        BucketStore::label_values(self, name, q)
+    }
+}
+
 /// Counters of the store's life, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct StoreCounters {

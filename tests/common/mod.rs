@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: real binaries, loopback ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod storeapi;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -87,23 +89,57 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A real Prometheus server on loopback over a data directory; killed on drop.
+/// A real Prometheus server on loopback over a data directory; killed on drop. `stop` and
+/// `start_again` take it away and bring it back on the same port and data.
 pub struct PrometheusServer {
-    child: Child,
+    child: Option<Child>,
     pub url: String,
+    port: u16,
+    data_dir: PathBuf,
+    args: Vec<String>,
     _config_dir: tempfile::TempDir,
 }
 
 impl PrometheusServer {
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with_config(data_dir, "global:\n  scrape_interval: 1h\n", &[])
+    }
+
+    /// Starts Prometheus with the configuration file `config` and extra flags.
+    pub fn start_with_config(data_dir: &Path, config: &str, extra_args: &[&str]) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
-        let config = config_dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+        let config_path = config_dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut args = vec![format!("--config.file={}", config_path.display())];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let port = free_port();
+        let mut server = PrometheusServer {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            _config_dir: config_dir,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Kills the server (SIGKILL). Data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on its port over its data and waits until it is ready.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again: prometheus is running");
         let child = Command::new(prometheus())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(&self.args)
+            .arg(format!("--storage.tsdb.path={}", self.data_dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             // Test data is dated; without this Prometheus deletes it on start.
             .arg("--storage.tsdb.retention.time=100y")
             .arg("--log.level=warn")
@@ -111,26 +147,24 @@ impl PrometheusServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start prometheus");
-        let server = PrometheusServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _config_dir: config_dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if http_get(&format!("{}/-/ready", server.url)).is_ok_and(|(status, _)| status == 200) {
-                return server;
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("prometheus exited with {status} (its output is above)");
+            }
+            if http_get(&format!("{}/-/ready", self.url)).is_ok_and(|(status, _)| status == 200) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("prometheus did not become ready at {}", server.url);
+        panic!("prometheus did not become ready at {}", self.url);
     }
 }
 
 impl Drop for PrometheusServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -574,7 +608,7 @@ pub async fn upload_block(store: &dyn object_store::ObjectStore, block_dir: &Pat
 }
 
 /// Every file under `dir`, as `/`-separated paths relative to `dir` (prefixed by `rel`).
-fn relative_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
+pub fn relative_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().expect("utf-8 file name");

@@ -153,18 +153,20 @@ impl Shipper {
         }
     }
 
-    /// Writes the state atomically (temporary file, then rename).
-    fn save(&self, shipped: &BTreeSet<Ulid>) -> Result<(), ShipperError> {
+    /// Writes the state atomically (temporary file, fsync, rename), off the async threads.
+    async fn save(&self, shipped: &BTreeSet<Ulid>) -> Result<(), ShipperError> {
         let state = ShipperState {
             version: STATE_VERSION,
             uploaded: shipped.iter().map(Ulid::to_string).collect(),
         };
         let path = self.state_path();
-        let tmp = path.with_extension("json.tmp");
         let mut data = serde_json::to_vec_pretty(&state).expect("state serialises");
         data.push(b'\n');
-        std::fs::write(&tmp, data).map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+        tokio::task::spawn_blocking(move || {
+            crate::fs::write_atomically(&path, &data).map_err(io_err(&path))
+        })
+        .await
+        .map_err(|e| ShipperError::Task(e.to_string()))?
     }
 
     /// Uploads every block that is due; a block that fails is retried at the next sync.
@@ -209,11 +211,11 @@ impl Shipper {
                 }
             }
             shipped.insert(id);
-            self.save(&shipped)?;
+            self.save(&shipped).await?;
             changed = false;
         }
         if changed {
-            self.save(&shipped)?;
+            self.save(&shipped).await?;
         }
         Ok(report)
     }

@@ -268,9 +268,14 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
 
     let header_keeper = {
         let store = store.clone();
-        // Often enough that an index closes within ~10% of its idle timeout.
-        let every = (args.index_header_idle_timeout / 10)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        // Often enough that an index closes within ~10% of its idle timeout; without one, only
+        // the open-set snapshot needs refreshing.
+        let idle = args.index_header_idle_timeout;
+        let every = if idle.is_zero() || !args.lazy_index_headers {
+            Duration::from_secs(30)
+        } else {
+            (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30))
+        };
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;

@@ -12,6 +12,7 @@ pub mod index_header;
 pub mod metrics;
 pub mod model;
 pub mod objstore;
+pub mod plan;
 pub mod proto;
 pub mod server;
 pub mod sidecar;

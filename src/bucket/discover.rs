@@ -97,6 +97,9 @@ impl fmt::Display for Skip {
 pub struct Discovered {
     pub blocks: BTreeMap<Ulid, BlockMeta>,
     pub skipped: Vec<(Ulid, Skip)>,
+    /// Deletion times (Unix seconds) of the kept blocks that carry a deletion mark (still
+    /// within `--ignore-deletion-marks-delay`).
+    pub marked: BTreeMap<Ulid, i64>,
     /// Blocks whose meta.json or deletion mark could not be fetched (transient errors): the
     /// caller keeps serving what it already has for them.
     pub failed: Vec<(Ulid, String)>,
@@ -127,8 +130,11 @@ pub async fn discover(
     let mut out = Discovered::default();
     for (id, r) in results {
         match r {
-            Ok(Ok(meta)) => {
+            Ok(Ok((meta, mark))) => {
                 out.blocks.insert(id, meta);
+                if let Some(deletion_time) = mark {
+                    out.marked.insert(id, deletion_time);
+                }
             }
             Ok(Err(skip)) => out.skipped.push((id, skip)),
             Err(e) => out.failed.push((id, e)),
@@ -139,9 +145,9 @@ pub async fn discover(
     Ok(out)
 }
 
-/// A block's meta.json and marks: served (`Ok(Ok)`), skipped (`Ok(Err)`), or not fetched
-/// because of a transient error (`Err`).
-type Fetched = Result<Result<BlockMeta, Skip>, String>;
+/// A block's meta.json and deletion time if marked: served (`Ok(Ok)`), skipped (`Ok(Err)`),
+/// or not fetched because of a transient error (`Err`).
+type Fetched = Result<Result<(BlockMeta, Option<i64>), Skip>, String>;
 
 async fn fetch_block(
     bucket: &Arc<dyn ObjectStore>,
@@ -196,6 +202,7 @@ async fn fetch_block(
     }
 
     let mark_path = Path::from(format!("{id}/{DELETION_MARK_FILENAME}"));
+    let mut deletion_time = None;
     if let Some(mark) = get_optional(bucket, &mark_path).await? {
         match DeletionMark::parse(mark_path.as_ref(), &mark) {
             Ok(m) => {
@@ -203,12 +210,13 @@ async fn fetch_block(
                 if marked_for_ms > filters.ignore_deletion_marks_delay.as_millis() as i64 {
                     return Ok(Err(Skip::MarkedForDeletion));
                 }
+                deletion_time = Some(m.deletion_time);
             }
             // Thanos treats an unreadable mark as no mark: serving is the safe side.
             Err(e) => tracing::warn!(block = %id, error = %e, "ignoring invalid deletion mark"),
         }
     }
-    Ok(Ok(meta))
+    Ok(Ok((meta, deletion_time)))
 }
 
 /// Bytes of `path`, `None` when it does not exist; other errors are transient failures.
@@ -346,6 +354,10 @@ mod tests {
         let mut want = vec![ok, fresh_compacted, just_marked];
         want.sort();
         assert_eq!(served, want);
+        assert_eq!(
+            d.marked.iter().map(|(id, t)| (*id, *t)).collect::<Vec<_>>(),
+            vec![(just_marked, now / 1000 - 60)]
+        );
         let skipped: Vec<(Ulid, &str)> =
             d.skipped.iter().map(|(id, s)| (*id, s.reason())).collect();
         let mut want = vec![

@@ -5,6 +5,7 @@ pub mod block;
 pub mod demo;
 pub mod gen;
 pub mod logging;
+pub mod plan;
 pub mod sidecar;
 pub mod store;
 
@@ -37,6 +38,9 @@ pub enum Command {
     /// Inspect TSDB blocks: list, dump samples, verify every checksum.
     #[command(subcommand)]
     Block(block::BlockCommand),
+    /// Size a store-gateway fleet from a bucket's blocks: inventory, cardinality, pods,
+    /// memory, disk, cache and object-store traffic.
+    Plan(Box<plan::PlanArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,5 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Block(cmd) => block::run(cmd),
+        Command::Plan(args) => plan::run(*args),
     }
 }

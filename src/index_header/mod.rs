@@ -133,6 +133,11 @@ impl IndexHeader {
             .map_err(|e| TsdbError::corrupt(&file.name, Section::IndexHeader, 0, e))
     }
 
+    /// Checks header bytes held in memory (as [`build`] returns them) like [`Self::load`].
+    pub fn from_bytes(bytes: Bytes) -> Result<Self> {
+        Self::parse(bytes).map_err(|e| TsdbError::corrupt(FILE_NAME, Section::IndexHeader, 0, e))
+    }
+
     fn parse(map: Bytes) -> Result<Self, DecodeError> {
         if map.len() < 21 {
             return Err(DecodeError::ShortRead {
@@ -200,6 +205,11 @@ impl IndexHeader {
     /// Bytes of the mapping (what the header costs on disk).
     pub fn size(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// The index ranges the header holds, in index order.
+    pub fn regions(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.regions.iter().map(|r| r.0.clone())
     }
 
     fn local(&self, range: &Range<u64>) -> Option<Bytes> {

@@ -98,6 +98,20 @@ pub fn now_ms() -> i64 {
     system_time_ms(SystemTime::now())
 }
 
+/// `2026-11-01T00:00:00Z` (milliseconds shown only when not zero).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let t = if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    };
+    if ms % 1000 == 0 {
+        humantime::format_rfc3339_seconds(t).to_string()
+    } else {
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +142,10 @@ mod tests {
             TimeBound::Absolute(1_700_000_000_000)
         );
         assert!(TimeBound::parse("yesterday").is_err());
+        assert_eq!(format_rfc3339_ms(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            format_rfc3339_ms(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

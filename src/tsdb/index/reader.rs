@@ -429,18 +429,10 @@ impl IndexReader {
     /// Series are sorted by label set, labels by name, values non-empty, symbol references
     /// valid, chunks well-formed. Returns every series reference, in order.
     fn verify_series(&self, syms: &SymbolRefs, stats: &mut IndexStats) -> Result<Vec<u32>> {
-        let sec = self.series_section();
-        let mut w = Window::new(self, Section::Series, sec.end);
         let mut refs = Vec::new();
         let mut prev = SeriesEntryRefs::default();
         let mut cur = SeriesEntryRefs::default();
-        let mut pos = sec.start;
-        while pos < sec.end {
-            // Zero bytes are alignment padding; an entry never starts with one (len >= 2).
-            if w.get(pos, 1)?.first() == Some(&0) {
-                pos += 1;
-                continue;
-            }
+        self.walk_series(|pos, entry| {
             let err = |e| self.corrupt(Section::Series, pos, e);
             let invalid = |m: String| err(DecodeError::Invalid(m));
             let series_ref = match self.version {
@@ -452,14 +444,7 @@ impl IndexReader {
             };
             let series_ref = u32::try_from(series_ref)
                 .map_err(|_| invalid(format!("series ref {series_ref} exceeds 32 bits")))?;
-            let prefix = w.get(pos, (sec.end - pos).min(10))?;
-            let (len, n) = read_uvarint(&prefix).map_err(err)?;
-            let total = len
-                .checked_add(n as u64 + 4)
-                .filter(|&t| pos.checked_add(t).is_some_and(|e| e <= sec.end))
-                .ok_or_else(|| invalid(format!("entry length {len} runs past the section")))?;
-            let entry = w.get(pos, total)?;
-            let (body, _) = split_series_entry(&entry).map_err(err)?;
+            let (body, _) = split_series_entry(entry).map_err(err)?;
             decode_series_entry_into(body, self.version, &mut cur).map_err(err)?;
             if cur.labels.is_empty() {
                 return Err(invalid("series without labels".into()));
@@ -499,9 +484,51 @@ impl IndexReader {
             stats.chunks += cur.chunks.len() as u64;
             refs.push(series_ref);
             std::mem::swap(&mut prev, &mut cur);
+            Ok(())
+        })?;
+        Ok(refs)
+    }
+
+    /// Calls `f(file offset, entry bytes)` for every entry of the series section, in order,
+    /// reading the section in bounded windows, never whole.
+    fn walk_series(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let sec = self.series_section();
+        let mut w = Window::new(self, Section::Series, sec.end);
+        let mut pos = sec.start;
+        while pos < sec.end {
+            // Zero bytes are alignment padding; an entry never starts with one (len >= 2).
+            if w.get(pos, 1)?.first() == Some(&0) {
+                pos += 1;
+                continue;
+            }
+            let prefix = w.get(pos, (sec.end - pos).min(10))?;
+            let total = self.series_entry_len(pos, &prefix)?;
+            f(pos, &w.get(pos, total)?)?;
             pos += total;
         }
-        Ok(refs)
+        Ok(())
+    }
+
+    /// Calls `f(labels, chunks)` for every series of the index, in order, streaming the
+    /// series section in bounded windows (for whole-index statistics such as churn).
+    pub fn for_each_series(&self, mut f: impl FnMut(&[(&str, &str)], &[ChunkMeta])) -> Result<u64> {
+        let mut entry = SeriesEntryRefs::default();
+        let mut count = 0;
+        self.walk_series(|pos, bytes| {
+            self.decode_series_entry_at(pos, bytes, &mut entry)?;
+            f(&self.resolve_labels(pos, &entry.labels)?, &entry.chunks);
+            count += 1;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// The verified postings offset table content (`#entries` and the entries), as held.
+    pub fn postings_table(&self) -> &Bytes {
+        match &self.postings {
+            PostingsOffsets::Sampled(t) => t.content(),
+            PostingsOffsets::Full(t) => t.content(),
+        }
     }
 
     /// The legacy label indices and their offset table, when present: CRCs and symbol refs.
@@ -562,10 +589,7 @@ impl IndexReader {
     /// Every list's CRC; lists strictly increasing and pointing at real series; the table
     /// sorted (v2) and the all-postings list equal to the series.
     fn verify_postings(&self, series: &[u32], stats: &mut IndexStats) -> Result<()> {
-        let content = match &self.postings {
-            PostingsOffsets::Sampled(t) => t.content().clone(),
-            PostingsOffsets::Full(t) => t.content().clone(),
-        };
+        let content = self.postings_table().clone();
         let base = self.toc.postings_table + 4;
         let mut entries: Vec<(u64, bool)> = Vec::new();
         let mut prev: Option<(&str, &str)> = None;

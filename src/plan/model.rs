@@ -1,0 +1,800 @@
+//! The sizing model: data facts + query profile + targets -> pods, memory, disk, CPU and
+//! object-store traffic. Pure arithmetic; every constant is named and documented, and
+//! docs/PLANNING.md compares the predictions with what `stele bench` measures.
+//!
+//! Per pod, memory is the sum of
+//! - the process baseline (runtime, thread stacks, allocator arenas: [`Calibration::base_rss`]);
+//! - the index headers of the pod's blocks, resident (the mapping and the sampled tables);
+//! - the index cache, sized to hold the profile's index working set at the hit target;
+//! - the chunk cache when it lives in the pod (stele has none in-process yet);
+//! - in-flight requests: concurrent requests times what one holds at its peak (its postings
+//!   and series entries, and one batch of chunks), capped by `--store.inflight-memory-limit`.
+//!
+//! The pod count is the smallest that fits both memory and CPU under the pod shape with
+//! [`HEADROOM`] to spare, and at least what the in-flight limit needs.
+
+use serde::Serialize;
+
+use super::inventory::Inventory;
+use super::PlanError;
+
+/// Share of a pod's memory and CPU the plan may fill; the rest absorbs spikes.
+pub const HEADROOM: f64 = 0.8;
+/// stele fetches a query's series entries and chunks this many series at a time
+/// (`SERIES_PER_FETCH` in store/query.rs): one batch of chunks is in flight per request.
+pub const SERIES_PER_BATCH: f64 = 1000.0;
+/// Postings bytes a query reads per matched series: about two matchers' lists of 4-byte refs.
+pub const POSTINGS_BYTES_PER_SERIES: f64 = 8.0;
+/// Index-cache bytes beyond the item itself (key, LRU links), as the cache accounts them.
+pub const CACHE_ITEM_OVERHEAD: f64 = 96.0;
+/// Seconds in the month of the monthly figures (30 days).
+pub const MONTH_S: f64 = 30.0 * 86_400.0;
+/// Default `--store.inflight-memory-limit` of `stele store` (1GB, sizes being base 2).
+pub const DEFAULT_INFLIGHT_LIMIT: u64 = 1 << 30;
+/// Default `--store.grpc.series-max-concurrency`: requests beyond wait, holding nothing.
+pub const SERIES_MAX_CONCURRENCY: f64 = 20.0;
+
+/// What the inventory says about the served blocks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataFacts {
+    pub blocks: u64,
+    /// From the first block's start to the last block's end.
+    pub span_ms: i64,
+    /// The median block length.
+    pub block_duration_ms: i64,
+    pub series: u64,
+    pub chunk_bytes: u64,
+    pub index_bytes: u64,
+    pub series_section_bytes: u64,
+    pub header_disk_bytes: u64,
+    pub header_resident_bytes: u64,
+}
+
+impl DataFacts {
+    pub fn from_inventory(inv: &Inventory) -> Result<DataFacts, PlanError> {
+        let t = &inv.totals;
+        let (Some(min), Some(max)) = (t.min_time, t.max_time) else {
+            return Err(PlanError::Input(
+                "the bucket holds no blocks to plan for".into(),
+            ));
+        };
+        let mut durations: Vec<i64> = inv.served().map(|b| b.max_time - b.min_time).collect();
+        durations.sort_unstable();
+        Ok(DataFacts {
+            blocks: t.blocks,
+            span_ms: max - min,
+            block_duration_ms: durations[durations.len() / 2].max(1),
+            series: t.series,
+            chunk_bytes: t.chunk_bytes,
+            index_bytes: t.index_bytes,
+            series_section_bytes: t.series_section_bytes,
+            header_disk_bytes: t.header_disk_bytes,
+            header_resident_bytes: t.header_resident_bytes,
+        })
+    }
+
+    fn series_per_block(&self) -> f64 {
+        self.series as f64 / self.blocks.max(1) as f64
+    }
+
+    fn entry_bytes(&self) -> f64 {
+        self.series_section_bytes as f64 / self.series.max(1) as f64
+    }
+
+    /// Chunk bytes of one series over one millisecond.
+    fn chunk_bytes_per_series_ms(&self) -> f64 {
+        self.chunk_bytes as f64 / self.series.max(1) as f64 / self.block_duration_ms as f64
+    }
+}
+
+/// One kind of request of the query profile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryClass {
+    pub name: String,
+    pub weight: f64,
+    /// Series matched, as a share of a block's series (the default profile) ...
+    pub series_share: f64,
+    /// ... or as measured by `stele bench` (takes precedence).
+    pub series: Option<f64>,
+    /// Queried range; `None` is the whole retention.
+    pub range_ms: Option<i64>,
+    /// Labels only (`skip_chunks`, label names/values): no chunks fetched.
+    pub skip_chunks: bool,
+    /// Chunk bytes a request returned, as measured by `stele bench`.
+    pub measured_chunk_bytes: Option<f64>,
+    /// Mean latency measured by `stele bench`, seconds.
+    pub measured_latency_s: Option<f64>,
+}
+
+/// The request mix and what calibrates it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryProfile {
+    pub source: String,
+    pub classes: Vec<QueryClass>,
+    /// Chunk bytes fetched per chunk byte needed (coalescing reads neighbours too).
+    pub chunk_over_fetch: f64,
+}
+
+impl QueryProfile {
+    /// The shape of `stele bench`'s default mix (bench-data/workload.toml), with each
+    /// selector's series as a share of the `medium` profile's 1.14M series per block.
+    pub fn default_mix() -> QueryProfile {
+        const MEDIUM_SERIES: f64 = 1_140_000.0;
+        let class = |name: &str, weight, series: f64, range_ms: Option<i64>, skip| QueryClass {
+            name: name.into(),
+            weight,
+            series_share: series / MEDIUM_SERIES,
+            series: None,
+            range_ms,
+            skip_chunks: skip,
+            measured_chunk_bytes: None,
+            measured_latency_s: None,
+        };
+        const MIN30: Option<i64> = Some(30 * 60_000);
+        QueryProfile {
+            source: "default mix (stele bench's workload.toml)".into(),
+            classes: vec![
+                class("series-100-all", 4.0, 100.0, None, false),
+                class("series-1-all", 4.0, 1.0, None, false),
+                class("series-1-30m", 4.0, 1.0, MIN30, false),
+                class("series-10k-regex-2h", 2.0, 9_600.0, Some(7_200_000), false),
+                class("series-15k-nregex-30m", 2.0, 15_000.0, MIN30, false),
+                class("series-120k-neg-30m", 1.0, 120_000.0, MIN30, false),
+                class("series-120k-neg-skip-chunks", 1.0, 139_000.0, None, true),
+                class("label-names", 2.0, 0.0, None, true),
+                class("label-values", 2.0, 0.0, None, true),
+            ],
+            // Measured by stele bench on medium (docs/PERFORMANCE.md).
+            chunk_over_fetch: 1.9,
+        }
+    }
+}
+
+/// Constants measured once per stele version (docs/PLANNING.md says how).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// RSS of a store with no blocks after its first requests.
+    pub base_rss: u64,
+    /// Request latency when the bench gives none, seconds per MiB fetched, plus a floor.
+    pub latency_floor_s: f64,
+    pub latency_s_per_mib: f64,
+    /// CPU-seconds per MiB of chunks and index entries decoded and re-encoded.
+    pub cpu_s_per_mib: f64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            base_rss: 40 << 20,
+            latency_floor_s: 0.002,
+            latency_s_per_mib: 0.05,
+            cpu_s_per_mib: 0.02,
+        }
+    }
+}
+
+/// What the operator asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Targets {
+    pub qps: f64,
+    /// Retention to plan for; `None` keeps what the bucket holds.
+    pub retention_ms: Option<i64>,
+    /// Expected growth of series per block, as a fraction (0.5 = +50%).
+    pub series_growth: f64,
+    pub pod_memory: u64,
+    pub pod_cpu: f64,
+    /// Index (and chunk) cache hit ratio to size for, 0..=1.
+    pub cache_hit_target: f64,
+    /// Count the chunk cache in pod memory (an in-process cache) or not (external).
+    pub chunk_cache_in_pod: bool,
+    pub inflight_limit: u64,
+    /// Evaluate this many pods instead of choosing.
+    pub pods: Option<u64>,
+    /// Concurrent requests on the fleet instead of QPS x latency (closed-loop clients).
+    pub concurrency: Option<f64>,
+}
+
+impl Targets {
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let bad = |m: String| Err(PlanError::Input(m));
+        if !(self.qps.is_finite() && self.qps > 0.0) {
+            return bad(format!("--qps must be a positive number, got {}", self.qps));
+        }
+        if self.retention_ms.is_some_and(|r| r <= 0) {
+            return bad("--retention must be longer than zero".into());
+        }
+        if !(self.series_growth.is_finite() && self.series_growth > -1.0) {
+            return bad(format!(
+                "--series-growth must be above -100%, got {:.0}%",
+                self.series_growth * 100.0
+            ));
+        }
+        if self.pod_memory == 0 {
+            return bad("--pod-memory must be more than zero".into());
+        }
+        if !(self.pod_cpu.is_finite() && self.pod_cpu > 0.0) {
+            return bad(format!("--pod-cpu must be positive, got {}", self.pod_cpu));
+        }
+        if !(0.0..=1.0).contains(&self.cache_hit_target) {
+            return bad(format!(
+                "--cache-hit-target must be within 0..1, got {}",
+                self.cache_hit_target
+            ));
+        }
+        if self.pods == Some(0) {
+            return bad("--pods must be at least 1".into());
+        }
+        if self
+            .concurrency
+            .is_some_and(|c| !(c.is_finite() && c > 0.0))
+        {
+            return bad("--concurrency must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Cost of one request of a class, on the planned data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassCost {
+    pub name: String,
+    pub weight: f64,
+    pub series: f64,
+    pub blocks: f64,
+    /// Postings and series entries needed.
+    pub index_bytes: f64,
+    /// Chunk bytes needed (before over-fetch).
+    pub chunk_bytes: f64,
+    /// Bucket GETs and bytes with empty caches.
+    pub requests: f64,
+    pub fetched_bytes: f64,
+    /// Bytes one request holds at its peak.
+    pub peak_bytes: f64,
+    pub latency_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemorySplit {
+    pub base: u64,
+    pub index_headers: u64,
+    pub index_cache: u64,
+    pub chunk_cache: u64,
+    pub inflight: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Traffic {
+    pub requests: f64,
+    pub bytes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub pods: u64,
+    /// Blocks per pod (the fleet's blocks spread by hashmod over `__block_id`).
+    pub blocks_per_pod: f64,
+    pub memory: MemorySplit,
+    /// Local disk for the pod's index headers.
+    pub disk_bytes: u64,
+    pub cpu_cores: f64,
+    /// Index-cache size to configure (`--index-cache-size`) and the chunk cache to provision.
+    pub index_cache_size: u64,
+    pub chunk_cache_size: u64,
+    /// Concurrent requests per pod.
+    pub concurrency: f64,
+    /// Mean per query (after the cache hit target) and per month at the target QPS.
+    pub per_query: Traffic,
+    pub per_month: Traffic,
+    pub classes: Vec<ClassCost>,
+    /// What limited the pod count: "memory", "cpu", "in-flight limit" or "fixed".
+    pub bound_by: String,
+}
+
+/// The scaled data the plan is for.
+#[derive(Debug, Clone, Copy)]
+struct Scaled {
+    blocks: f64,
+    series_per_block: f64,
+    header_disk: f64,
+    header_resident: f64,
+}
+
+fn scale(facts: &DataFacts, targets: &Targets) -> Scaled {
+    let time = targets
+        .retention_ms
+        .map_or(1.0, |r| r as f64 / facts.span_ms.max(1) as f64);
+    let growth = 1.0 + targets.series_growth;
+    Scaled {
+        blocks: facts.blocks as f64 * time,
+        series_per_block: facts.series_per_block() * growth,
+        header_disk: facts.header_disk_bytes as f64 * time * growth,
+        header_resident: facts.header_resident_bytes as f64 * time * growth,
+    }
+}
+
+fn class_cost(
+    c: &QueryClass,
+    facts: &DataFacts,
+    data: Scaled,
+    profile: &QueryProfile,
+    cal: &Calibration,
+    growth: f64,
+) -> ClassCost {
+    let blocks = match c.range_ms {
+        None => data.blocks,
+        Some(r) => ((r as f64 / facts.block_duration_ms as f64).ceil()).clamp(1.0, data.blocks),
+    };
+    let series = c
+        .series
+        .map_or(c.series_share * data.series_per_block, |s| s * growth)
+        .min(data.series_per_block);
+    let index_bytes = series * blocks * (facts.entry_bytes() + POSTINGS_BYTES_PER_SERIES);
+    let chunk_bytes = if c.skip_chunks {
+        0.0
+    } else if let Some(m) = c.measured_chunk_bytes {
+        m * growth
+    } else {
+        let ms = c
+            .range_ms
+            .map_or(blocks * facts.block_duration_ms as f64, |r| r as f64);
+        series * ms * facts.chunk_bytes_per_series_ms()
+    };
+    let fetched_chunks = chunk_bytes * profile.chunk_over_fetch;
+    let batches = (series / SERIES_PER_BATCH).ceil().max(1.0);
+    // Per block: the postings lists (about two), then per batch one coalesced range of
+    // series entries and, unless labels only, one of chunks.
+    let per_block = if series > 0.0 {
+        2.0 + batches * if c.skip_chunks { 1.0 } else { 2.0 }
+    } else {
+        0.0
+    };
+    let batch_share = (SERIES_PER_BATCH / series.max(1.0)).min(1.0);
+    let mib = (index_bytes + fetched_chunks) / f64::from(1 << 20);
+    ClassCost {
+        name: c.name.clone(),
+        weight: c.weight,
+        series,
+        blocks,
+        index_bytes,
+        chunk_bytes,
+        requests: per_block * blocks,
+        fetched_bytes: index_bytes + fetched_chunks,
+        peak_bytes: index_bytes + fetched_chunks * batch_share,
+        latency_s: c
+            .measured_latency_s
+            .unwrap_or(cal.latency_floor_s + mib * cal.latency_s_per_mib),
+    }
+}
+
+/// Weighted mean of `f` over the classes.
+fn mean(classes: &[ClassCost], f: impl Fn(&ClassCost) -> f64) -> f64 {
+    let w: f64 = classes.iter().map(|c| c.weight).sum();
+    if w <= 0.0 {
+        return 0.0;
+    }
+    classes.iter().map(|c| c.weight * f(c)).sum::<f64>() / w
+}
+
+/// Sizes the fleet.
+pub fn plan(
+    facts: &DataFacts,
+    profile: &QueryProfile,
+    targets: &Targets,
+    cal: &Calibration,
+) -> Result<Plan, PlanError> {
+    targets.validate()?;
+    if profile.classes.iter().all(|c| c.weight <= 0.0) {
+        return Err(PlanError::Input(
+            "the query profile has no weighted requests".into(),
+        ));
+    }
+    let data = scale(facts, targets);
+    let growth = 1.0 + targets.series_growth;
+    let classes: Vec<ClassCost> = profile
+        .classes
+        .iter()
+        .map(|c| class_cost(c, facts, data, profile, cal, growth))
+        .collect();
+
+    // Working sets: every class keeps asking for the same series (dashboards, rules).
+    let index_working_set: f64 = classes
+        .iter()
+        .map(|c| c.index_bytes + c.series * c.blocks * CACHE_ITEM_OVERHEAD)
+        .sum();
+    let chunk_working_set: f64 = classes.iter().map(|c| c.chunk_bytes).sum();
+    let hit = targets.cache_hit_target;
+    let index_cache = (index_working_set * hit).ceil();
+    let chunk_cache = (chunk_working_set * hit).ceil();
+
+    let latency = mean(&classes, |c| c.latency_s);
+    let fleet_concurrency = targets.concurrency.unwrap_or(targets.qps * latency);
+    let peak = classes
+        .iter()
+        .filter(|c| c.weight > 0.0)
+        .map(|c| c.peak_bytes)
+        .fold(0.0, f64::max);
+    let mean_peak = mean(&classes, |c| c.peak_bytes);
+    let cpu_per_query =
+        mean(&classes, |c| c.fetched_bytes) / f64::from(1 << 20) * cal.cpu_s_per_mib;
+
+    let memory_for = |pods: f64| {
+        let concurrency = (fleet_concurrency / pods).min(SERIES_MAX_CONCURRENCY);
+        // The biggest request plus the mean for the others, capped by the in-flight limit.
+        let inflight =
+            (peak + (concurrency - 1.0).max(0.0) * mean_peak).min(targets.inflight_limit as f64);
+        let split = MemorySplit {
+            base: cal.base_rss,
+            index_headers: (data.header_resident / pods).ceil() as u64,
+            index_cache: index_cache as u64,
+            chunk_cache: if targets.chunk_cache_in_pod {
+                chunk_cache as u64
+            } else {
+                0
+            },
+            inflight: inflight.ceil() as u64,
+            total: 0,
+        };
+        MemorySplit {
+            total: split.base
+                + split.index_headers
+                + split.index_cache
+                + split.chunk_cache
+                + split.inflight,
+            ..split
+        }
+    };
+    let cpu_for = |pods: f64| targets.qps * cpu_per_query / pods;
+
+    let (pods, bound_by) = match targets.pods {
+        Some(p) => (p, "fixed".to_string()),
+        None => {
+            let fixed = memory_for(f64::INFINITY);
+            let room = targets.pod_memory as f64 * HEADROOM
+                - (fixed.base + fixed.index_cache + fixed.chunk_cache + fixed.inflight) as f64;
+            if room <= 0.0 {
+                return Err(PlanError::Input(format!(
+                    "a pod of {} MiB cannot hold the caches and in-flight requests alone ({} MiB at {:.0}% use); give pods more memory or lower --cache-hit-target",
+                    targets.pod_memory >> 20,
+                    (fixed.total - fixed.index_headers) >> 20,
+                    HEADROOM * 100.0
+                )));
+            }
+            let by_memory = (data.header_resident / room).ceil().max(1.0);
+            let by_cpu = (targets.qps * cpu_per_query / (targets.pod_cpu * HEADROOM))
+                .ceil()
+                .max(1.0);
+            let mut pods = by_memory.max(by_cpu);
+            // More pods lower in-flight memory only through concurrency; check the total.
+            while memory_for(pods).total as f64 > targets.pod_memory as f64 * HEADROOM {
+                pods += 1.0;
+            }
+            let bound = if by_cpu > by_memory { "cpu" } else { "memory" };
+            (pods as u64, bound.to_string())
+        }
+    };
+    let p = pods as f64;
+    let memory = memory_for(p);
+    let per_query = Traffic {
+        requests: mean(&classes, |c| c.requests),
+        bytes: mean(&classes, |c| {
+            c.index_bytes * (1.0 - hit)
+                + c.chunk_bytes
+                    * profile.chunk_over_fetch
+                    * if targets.chunk_cache_in_pod {
+                        1.0 - hit
+                    } else {
+                        1.0
+                    }
+        }),
+    };
+    let per_month = Traffic {
+        requests: per_query.requests * targets.qps * MONTH_S,
+        bytes: per_query.bytes * targets.qps * MONTH_S,
+    };
+    Ok(Plan {
+        pods,
+        blocks_per_pod: data.blocks / p,
+        memory,
+        disk_bytes: (data.header_disk / p).ceil() as u64,
+        cpu_cores: cpu_for(p),
+        index_cache_size: index_cache as u64,
+        chunk_cache_size: chunk_cache as u64,
+        concurrency: (fleet_concurrency / p).min(SERIES_MAX_CONCURRENCY),
+        per_query,
+        per_month,
+        classes,
+        bound_by,
+    })
+}
+
+/// The relabel rules that give pod `shard` of `pods` its share of the blocks, as
+/// `--selector.relabel-config` takes them (hashmod over the block ID spreads blocks evenly).
+pub fn relabel_snippet(pods: u64, shard: &str) -> String {
+    format!(
+        "- action: hashmod\n  source_labels: [\"__block_id\"]\n  target_label: shard\n  modulus: {pods}\n- action: keep\n  source_labels: [\"shard\"]\n  regex: \"{shard}\"\n"
+    )
+}
+
+/// A what-if: the same plan with retention or series scaled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WhatIf {
+    pub change: String,
+    pub plan: Plan,
+}
+
+/// Plans again with retention doubled and with series doubled.
+pub fn what_ifs(
+    facts: &DataFacts,
+    profile: &QueryProfile,
+    targets: &Targets,
+    cal: &Calibration,
+) -> Result<Vec<WhatIf>, PlanError> {
+    let retention = targets.retention_ms.unwrap_or(facts.span_ms);
+    let longer = Targets {
+        retention_ms: Some(retention * 2),
+        pods: None,
+        ..targets.clone()
+    };
+    let more = Targets {
+        series_growth: (1.0 + targets.series_growth) * 2.0 - 1.0,
+        pods: None,
+        ..targets.clone()
+    };
+    Ok(vec![
+        WhatIf {
+            change: "retention doubles".into(),
+            plan: plan(facts, profile, &longer, cal)?,
+        },
+        WhatIf {
+            change: "series double".into(),
+            plan: plan(facts, profile, &more, cal)?,
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// 10 blocks of 2h, 100k series each, 1 GiB of chunks and 100 MiB of series entries
+    /// in all, headers of 2 MiB (3 MiB resident) each.
+    fn facts() -> DataFacts {
+        DataFacts {
+            blocks: 10,
+            span_ms: 20 * 3_600_000,
+            block_duration_ms: 7_200_000,
+            series: 1_000_000,
+            chunk_bytes: 1 << 30,
+            index_bytes: 200 * MIB,
+            series_section_bytes: 100 * MIB,
+            header_disk_bytes: 20 * MIB,
+            header_resident_bytes: 30 * MIB,
+        }
+    }
+
+    fn one_class(series: f64, range_ms: Option<i64>) -> QueryProfile {
+        QueryProfile {
+            source: "test".into(),
+            classes: vec![QueryClass {
+                name: "q".into(),
+                weight: 1.0,
+                series_share: 0.0,
+                series: Some(series),
+                range_ms,
+                skip_chunks: false,
+                measured_chunk_bytes: None,
+                measured_latency_s: Some(0.5),
+            }],
+            chunk_over_fetch: 2.0,
+        }
+    }
+
+    fn targets() -> Targets {
+        Targets {
+            qps: 10.0,
+            retention_ms: None,
+            series_growth: 0.0,
+            pod_memory: 1 << 30,
+            pod_cpu: 2.0,
+            cache_hit_target: 0.5,
+            chunk_cache_in_pod: false,
+            inflight_limit: DEFAULT_INFLIGHT_LIMIT,
+            pods: Some(2),
+            concurrency: None,
+        }
+    }
+
+    fn cal() -> Calibration {
+        Calibration {
+            base_rss: 40 * MIB,
+            latency_floor_s: 0.0,
+            latency_s_per_mib: 0.0,
+            cpu_s_per_mib: 0.01,
+        }
+    }
+
+    #[test]
+    fn known_inputs_give_known_figures() {
+        // 1,000 series over the last 2h (one block): entries 104.8576 B + 8 B postings each.
+        let p = plan(
+            &facts(),
+            &one_class(1000.0, Some(7_200_000)),
+            &targets(),
+            &cal(),
+        )
+        .unwrap();
+        let c = &p.classes[0];
+        assert_eq!(c.blocks, 1.0);
+        let index = 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0);
+        assert!((c.index_bytes - index).abs() < 1e-6);
+        // Chunks: 1 GiB / 1M series / 2h per series-ms, times 1,000 series over 2h.
+        let chunks = (1u64 << 30) as f64 / 1e6 * 1000.0;
+        assert!((c.chunk_bytes - chunks).abs() < 1e-3);
+        assert_eq!(c.requests, 4.0, "2 postings + 1 series + 1 chunk range");
+        assert!((c.fetched_bytes - (index + 2.0 * chunks)).abs() < 1e-3);
+
+        // Memory on 2 pods: headers halve; concurrency 10 qps x 0.5 s / 2 pods = 2.5.
+        assert_eq!(p.memory.base, 40 * MIB);
+        assert_eq!(p.memory.index_headers, 15 * MIB);
+        let working_set = index + 1000.0 * CACHE_ITEM_OVERHEAD;
+        assert_eq!(p.memory.index_cache, (working_set * 0.5).ceil() as u64);
+        assert_eq!(p.memory.chunk_cache, 0, "external chunk cache");
+        assert_eq!(p.chunk_cache_size, (chunks * 0.5).ceil() as u64);
+        assert!((p.concurrency - 2.5).abs() < 1e-9);
+        let peak = index + 2.0 * chunks;
+        assert_eq!(p.memory.inflight, (peak * 2.5).ceil() as u64);
+        assert_eq!(
+            p.memory.total,
+            p.memory.base + p.memory.index_headers + p.memory.index_cache + p.memory.inflight
+        );
+        assert_eq!(p.disk_bytes, 10 * MIB);
+        assert_eq!(p.blocks_per_pod, 5.0);
+        // Traffic: half the index from the cache, all chunks from the bucket.
+        let bytes = index * 0.5 + chunks * 2.0;
+        assert!((p.per_query.bytes - bytes).abs() < 1e-3);
+        assert!((p.per_month.bytes - bytes * 10.0 * MONTH_S).abs() < 1.0);
+        assert!((p.per_month.requests - 4.0 * 10.0 * MONTH_S).abs() < 1e-6);
+        // CPU: 10 qps x fetched MiB x 0.01 s / 2 pods.
+        let cpu = 10.0 * (index + 2.0 * chunks) / MIB as f64 * 0.01 / 2.0;
+        assert!((p.cpu_cores - cpu).abs() < 1e-9);
+    }
+
+    #[test]
+    fn whole_range_queries_touch_every_block_and_batch_by_1000() {
+        let p = plan(&facts(), &one_class(2500.0, None), &targets(), &cal()).unwrap();
+        let c = &p.classes[0];
+        assert_eq!(c.blocks, 10.0);
+        assert_eq!(c.requests, 10.0 * (2.0 + 3.0 * 2.0));
+        // One batch of 1,000 of the 2,500 series' chunks is held at a time.
+        let chunks = c.chunk_bytes * 2.0;
+        assert!((c.peak_bytes - (c.index_bytes + chunks * 0.4)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn retention_and_growth_scale_headers_and_blocks() {
+        let t = Targets {
+            retention_ms: Some(40 * 3_600_000),
+            series_growth: 0.5,
+            ..targets()
+        };
+        let p = plan(&facts(), &one_class(10.0, None), &t, &cal()).unwrap();
+        assert_eq!(p.blocks_per_pod, 10.0, "20 blocks on 2 pods");
+        assert_eq!(p.disk_bytes, 30 * MIB, "20 MiB x 2 x 1.5 / 2");
+        let w = what_ifs(&facts(), &one_class(10.0, None), &targets(), &cal()).unwrap();
+        assert_eq!(w[0].plan.blocks_per_pod * w[0].plan.pods as f64, 20.0);
+        assert!(
+            w[1].plan.classes[0].series == 20.0,
+            "measured series scale with growth"
+        );
+    }
+
+    #[test]
+    fn pods_are_chosen_by_memory_or_cpu() {
+        // Headers of 30 MiB resident, 100 MiB pods: 80 MiB usable, 40 base + cache + in-flight.
+        let t = Targets {
+            pods: None,
+            pod_memory: 100 * MIB,
+            qps: 1.0,
+            ..targets()
+        };
+        let p = plan(&facts(), &one_class(10.0, Some(1)), &t, &cal()).unwrap();
+        assert_eq!(p.bound_by, "memory");
+        assert!(p.memory.total as f64 <= 100.0 * MIB as f64 * HEADROOM);
+        let fewer = memory_total_with(&t, p.pods - 1);
+        assert!(p.pods == 1 || fewer > 100.0 * MIB as f64 * HEADROOM);
+
+        let busy = Targets {
+            qps: 10_000.0,
+            pod_memory: 64 << 30,
+            ..t
+        };
+        let p = plan(&facts(), &one_class(1000.0, None), &busy, &cal()).unwrap();
+        assert_eq!(p.bound_by, "cpu");
+        assert!(p.cpu_cores <= 2.0 * HEADROOM + 1e-9);
+    }
+
+    fn memory_total_with(t: &Targets, pods: u64) -> f64 {
+        if pods == 0 {
+            return f64::INFINITY;
+        }
+        let fixed = Targets {
+            pods: Some(pods),
+            ..t.clone()
+        };
+        plan(&facts(), &one_class(10.0, Some(1)), &fixed, &cal())
+            .unwrap()
+            .memory
+            .total as f64
+    }
+
+    #[test]
+    fn nonsense_inputs_are_errors() {
+        let profile = one_class(1.0, None);
+        for t in [
+            Targets {
+                qps: 0.0,
+                ..targets()
+            },
+            Targets {
+                qps: f64::NAN,
+                ..targets()
+            },
+            Targets {
+                retention_ms: Some(0),
+                ..targets()
+            },
+            Targets {
+                series_growth: -1.0,
+                ..targets()
+            },
+            Targets {
+                pod_memory: 0,
+                ..targets()
+            },
+            Targets {
+                pod_cpu: -1.0,
+                ..targets()
+            },
+            Targets {
+                cache_hit_target: 1.5,
+                ..targets()
+            },
+            Targets {
+                pods: Some(0),
+                ..targets()
+            },
+        ] {
+            let e = plan(&facts(), &profile, &t, &cal()).unwrap_err();
+            assert!(matches!(e, PlanError::Input(_)), "{t:?}: {e}");
+        }
+        let tiny = Targets {
+            pods: None,
+            pod_memory: 10 * MIB,
+            ..targets()
+        };
+        let e = plan(&facts(), &profile, &tiny, &cal()).unwrap_err();
+        assert!(e.to_string().contains("cannot hold"), "{e}");
+    }
+
+    #[test]
+    fn the_relabel_snippet_is_valid_for_the_store() {
+        let rules = crate::bucket::relabel::parse_rules(&relabel_snippet(3, "1")).unwrap();
+        let mut kept = 0;
+        for i in 0..300 {
+            let labels = std::collections::BTreeMap::from([(
+                "__block_id".to_string(),
+                ulid::Ulid::from_parts(i, u128::from(i) * 7919).to_string(),
+            )]);
+            if crate::bucket::relabel::relabel(&labels, &rules).is_some() {
+                kept += 1;
+            }
+        }
+        assert!(
+            (70..130).contains(&kept),
+            "about a third of 300 blocks: {kept}"
+        );
+    }
+}

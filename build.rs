@@ -1,5 +1,6 @@
-//! Compiles the StoreAPI protos in `proto/` with tonic. Uses the `protoc` from
-//! `protoc-bin-vendored` unless `PROTOC` is set, so no system protobuf compiler is needed.
+//! Compiles the protos in `proto/`: the StoreAPI with tonic, Prometheus remote read (messages
+//! only). Uses the `protoc` from `protoc-bin-vendored` unless `PROTOC` is set, so no system
+//! protobuf compiler is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
@@ -13,11 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Chunk bytes are slices of what was read from the bucket: no copy on the way out.
         .bytes(".thanos.Chunk.data")
+        .bytes(".prometheus.Chunk.data")
         .compile_protos(
             &[
                 "proto/thanos/rpc.proto",
                 "proto/thanos/info.proto",
                 "proto/thanos/hints.proto",
+                "proto/prometheus/remote.proto",
             ],
             &includes,
         )?;

@@ -1,5 +1,6 @@
-//! Generated StoreAPI types and services (from `proto/`). Only the gRPC adapters in
-//! `server/` and the clients in tests and tools use these; the engine has its own types.
+//! Generated StoreAPI types and services, and Prometheus remote-read messages (from `proto/`).
+//! Only the gRPC adapters in `server/` and the clients (tests, tools, `prom/`) use these; the
+//! engine has its own types.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -16,4 +17,9 @@ pub mod thanos {
 /// Package `hintspb`: request/response hints carried in `google.protobuf.Any`.
 pub mod hintspb {
     tonic::include_proto!("hintspb");
+}
+
+/// Package `prometheus`: remote-read messages (HTTP + snappy, no gRPC service).
+pub mod prometheus {
+    tonic::include_proto!("prometheus");
 }

@@ -120,7 +120,8 @@ fn profile_blocks(args: &BenchArgs) -> anyhow::Result<PathBuf> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
-        super::gen::generate_with_progress(&profile, &dir, !args.no_progress)?;
+        // stdout carries the report (JSON with --output json): the summary goes to stderr.
+        eprintln!("{}", super::gen::generate_with_progress(&profile, &dir, !args.no_progress)?);
     }
     Ok(dir)
 }

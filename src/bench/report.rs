@@ -321,7 +321,7 @@ pub fn render_text(r: &Report) -> String {
         .iter()
         .map(|q| {
             let ok = q.requests - q.errors;
-            let per = |n: u64| if ok > 0 { n / ok } else { 0 };
+            let per = |n: u64| n.checked_div(ok).unwrap_or(0);
             vec![
                 q.name.clone(),
                 q.kind.name().into(),

@@ -121,7 +121,10 @@ fn profile_blocks(args: &BenchArgs) -> anyhow::Result<PathBuf> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         // stdout carries the report (JSON with --output json): the summary goes to stderr.
-        eprintln!("{}", super::gen::generate_with_progress(&profile, &dir, !args.no_progress)?);
+        eprintln!(
+            "{}",
+            super::gen::generate_with_progress(&profile, &dir, !args.no_progress)?
+        );
     }
     Ok(dir)
 }

@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
+pub mod bench;
 pub mod block;
 pub mod bucket;
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod objstore;
 pub mod plan;
+pub mod prom;
 pub mod proto;
 pub mod server;
 pub mod sidecar;

@@ -58,7 +58,15 @@ fn promtool_blocks(dir: &Path) {
 /// Two blocks of the `small` profile, as `stele gen` makes them.
 fn gen_blocks(dir: &Path) {
     run(stele()
-        .args(["gen", "--profile", "small", "--blocks", "2", "--no-progress", "--output"])
+        .args([
+            "gen",
+            "--profile",
+            "small",
+            "--blocks",
+            "2",
+            "--no-progress",
+            "--output",
+        ])
         .arg(dir));
 }
 
@@ -138,7 +146,12 @@ fn ours<'a>(card: &'a Value, title: &str) -> &'a Vec<Value> {
 
 fn pairs(list: &[Value]) -> Vec<(u64, String)> {
     list.iter()
-        .map(|r| (r["value"].as_u64().unwrap(), r["key"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["value"].as_u64().unwrap(),
+                r["key"].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
@@ -154,7 +167,10 @@ fn assert_agrees_with_promtool(db: &Path, id: &str, all: &Value, top5: &Value) {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    assert!(header.contains(&("Series", b["series"].to_string())), "{header:?}");
+    assert!(
+        header.contains(&("Series", b["series"].to_string())),
+        "{header:?}"
+    );
     assert!(header.contains(&("Label names", card["label_names"].to_string())));
     assert!(header.contains(&(
         "Postings (unique label pairs)",
@@ -198,7 +214,14 @@ fn inventory_agrees_with_promtool_analyze_on_promtool_and_gen_blocks() {
     std::fs::create_dir_all(db.join("wal")).unwrap();
 
     let d = dir.to_str().unwrap();
-    let all = plan_json(&["--blocks-dir", d, "--analyze", "--limit", "100000", "--inventory-only"]);
+    let all = plan_json(&[
+        "--blocks-dir",
+        d,
+        "--analyze",
+        "--limit",
+        "100000",
+        "--inventory-only",
+    ]);
     let top5 = plan_json(&["--blocks-dir", d, "--limit", "5", "--inventory-only"]);
     for id in &ids {
         assert_agrees_with_promtool(&db, id, &all, &top5);
@@ -233,9 +256,12 @@ fn inventory_agrees_with_promtool_analyze_on_promtool_and_gen_blocks() {
     }
     // The churny fixture really churns (else the churn comparison proves little).
     let churned = ids.iter().any(|id| {
-        pairs(ours(&block(&all, id)["index"]["cardinality"], "Label pairs most involved in churning"))
-            .iter()
-            .any(|p| p.0 > 0)
+        pairs(ours(
+            &block(&all, id)["index"]["cardinality"],
+            "Label pairs most involved in churning",
+        ))
+        .iter()
+        .any(|p| p.0 > 0)
     });
     assert!(churned, "no block with churn");
 }
@@ -297,7 +323,11 @@ fn s3_bucket_with_marks_overlaps_and_a_broken_block() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!("block {broken} has a broken index")),
@@ -312,7 +342,10 @@ fn s3_bucket_with_marks_overlaps_and_a_broken_block() {
     let b = block(&remote, &broken);
     assert!(b["index"].is_null());
     let err = b["error"].as_str().unwrap();
-    assert!(err.contains("PostingsOffsetTable") || err.contains("postings offset table"), "{err}");
+    assert!(
+        err.contains("PostingsOffsetTable") || err.contains("postings offset table"),
+        "{err}"
+    );
     assert_eq!(block(&remote, &overlap)["deletion_time"], 1_700_000_000);
     let totals = &remote["inventory"]["totals"];
     assert_eq!(totals["marked_for_deletion"], 1);
@@ -322,7 +355,10 @@ fn s3_bucket_with_marks_overlaps_and_a_broken_block() {
     let timeline = remote["inventory"]["timeline"].as_array().unwrap();
     assert_eq!(timeline.len(), 1, "{timeline:?}");
     assert_eq!(timeline[0]["kind"], "overlap");
-    let pair = [timeline[0]["blocks"][0].clone(), timeline[0]["blocks"][1].clone()];
+    let pair = [
+        timeline[0]["blocks"][0].clone(),
+        timeline[0]["blocks"][1].clone(),
+    ];
     assert!(pair.contains(&Value::String(broken.clone())), "{pair:?}");
     assert!(remote["plan"]["pods"].as_u64().unwrap() >= 1);
     let snippet = remote["relabel_config"].as_str().unwrap();
@@ -397,7 +433,14 @@ fn text_markdown_and_svg_reports() {
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<title>").count(), 2 * 3, "3 bars per block");
-    let md = run(stele().args(["plan", "--no-progress", "--output", "markdown", "--blocks-dir", d]));
+    let md = run(stele().args([
+        "plan",
+        "--no-progress",
+        "--output",
+        "markdown",
+        "--blocks-dir",
+        d,
+    ]));
     assert!(md.starts_with("# stele plan"));
     assert!(md.contains("|---|"), "{md}");
     assert!(md.contains("## What if"));

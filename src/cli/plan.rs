@@ -84,9 +84,16 @@ pub struct PlanArgs {
     /// defaults to the bench report's client count when one is given.
     #[arg(long)]
     pub concurrency: Option<f64>,
-    /// Process baseline RSS of a store (see docs/PLANNING.md).
+    /// Calibration: process baseline RSS of a store (see docs/PLANNING.md).
     #[arg(long = "base-rss", value_parser = parse_size)]
     pub base_rss: Option<u64>,
+    /// Calibration: bytes an in-flight request holds per series of its batch in each block
+    /// (see docs/PLANNING.md).
+    #[arg(long = "held-bytes-per-series")]
+    pub held_bytes_per_series: Option<f64>,
+    /// Calibration: resident bytes each concurrent request adds (see docs/PLANNING.md).
+    #[arg(long = "rss-per-request", value_parser = parse_size)]
+    pub rss_per_request: Option<u64>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -203,13 +210,19 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         );
     }
 
+    let defaults = Calibration::default();
     let calibration = Calibration {
-        base_rss: args.base_rss.unwrap_or(Calibration::default().base_rss),
-        ..Calibration::default()
+        base_rss: args.base_rss.unwrap_or(defaults.base_rss),
+        held_bytes_per_series: args
+            .held_bytes_per_series
+            .unwrap_or(defaults.held_bytes_per_series),
+        rss_per_request: args.rss_per_request.unwrap_or(defaults.rss_per_request),
+        ..defaults
     };
-    let profile = bench
-        .map(|(p, _)| p)
-        .unwrap_or_else(QueryProfile::default_mix);
+    let (profile, bench) = match bench {
+        Some((p, f)) => (p, Some(f)),
+        None => (QueryProfile::default_mix(), None),
+    };
     let (sized, what_if) = if args.inventory_only || inv.totals.blocks == 0 {
         (None, Vec::new())
     } else {
@@ -227,6 +240,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         calibration,
         plan: sized,
         what_if,
+        bench,
     };
     if let Some(path) = &args.svg {
         std::fs::write(path, render_svg(&report.inventory))

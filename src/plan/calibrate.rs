@@ -50,12 +50,15 @@ struct Totals {
 #[derive(Deserialize)]
 struct Request {
     name: String,
+    #[serde(default)]
+    selector: String,
     kind: String,
     range: String,
     skip_chunks: bool,
     requests: u64,
     errors: u64,
     series: u64,
+    samples: u64,
     chunk_bytes: u64,
     latency: Latency,
 }
@@ -115,6 +118,7 @@ pub fn from_bench_report(
         let labels_only = q.kind != "series";
         classes.push(QueryClass {
             name: q.name.clone(),
+            selector: q.selector.clone(),
             weight: q.requests as f64,
             series_share: 0.0,
             series: Some(if labels_only {
@@ -125,6 +129,7 @@ pub fn from_bench_report(
             range_ms,
             skip_chunks: labels_only || q.skip_chunks,
             measured_chunk_bytes: Some(q.chunk_bytes as f64 / ok as f64),
+            measured_samples: Some(q.samples as f64 / ok as f64),
             measured_latency_s: Some(q.latency.mean_ms / 1000.0),
         });
     }
@@ -162,7 +167,7 @@ mod tests {
                  "samples_per_s": 0, "chunk_bytes_per_s": 0},
       "requests": [
         {"name": "a", "kind": "series", "selector": "up", "range": "30m", "skip_chunks": false,
-         "requests": 10, "errors": 2, "first_error": null, "series": 800, "samples": 0,
+         "requests": 10, "errors": 2, "first_error": null, "series": 800, "samples": 8000,
          "chunk_bytes": 16000, "latency": {"count": 8, "mean_ms": 4.0, "p50_ms": 3.0,
          "p90_ms": 5.0, "p99_ms": 6.0, "max_ms": 7.0}, "distribution": []},
         {"name": "l", "kind": "label_names", "selector": "", "range": "all", "skip_chunks": false,
@@ -196,6 +201,7 @@ mod tests {
         let a = &p.classes[0];
         assert_eq!(a.series, Some(100.0), "800 series over 8 good requests");
         assert_eq!(a.measured_chunk_bytes, Some(2000.0));
+        assert_eq!(a.measured_samples, Some(1000.0));
         assert_eq!(a.range_ms, Some(1_800_000));
         assert_eq!(a.measured_latency_s, Some(0.004));
         assert_eq!(a.weight, 10.0);

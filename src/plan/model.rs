@@ -43,6 +43,7 @@ pub struct DataFacts {
     /// The median block length.
     pub block_duration_ms: i64,
     pub series: u64,
+    pub samples: u64,
     pub chunk_bytes: u64,
     pub index_bytes: u64,
     pub series_section_bytes: u64,
@@ -65,6 +66,7 @@ impl DataFacts {
             span_ms: max - min,
             block_duration_ms: durations[durations.len() / 2].max(1),
             series: t.series,
+            samples: t.samples,
             chunk_bytes: t.chunk_bytes,
             index_bytes: t.index_bytes,
             series_section_bytes: t.series_section_bytes,
@@ -75,6 +77,11 @@ impl DataFacts {
 
     fn series_per_block(&self) -> f64 {
         self.series as f64 / self.blocks.max(1) as f64
+    }
+
+    /// Samples of one series over one millisecond.
+    fn samples_per_series_ms(&self) -> f64 {
+        self.samples as f64 / self.series.max(1) as f64 / self.block_duration_ms as f64
     }
 
     fn entry_bytes(&self) -> f64 {
@@ -91,6 +98,8 @@ impl DataFacts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryClass {
     pub name: String,
+    /// The selector, when known (bench reports): classes sharing one match the same series.
+    pub selector: String,
     pub weight: f64,
     /// Series matched, as a share of a block's series (the default profile) ...
     pub series_share: f64,
@@ -102,6 +111,9 @@ pub struct QueryClass {
     pub skip_chunks: bool,
     /// Chunk bytes a request returned, as measured by `stele bench`.
     pub measured_chunk_bytes: Option<f64>,
+    /// Samples a request returned, as measured by `stele bench`: with the samples per
+    /// series of a block they tell how many series each block matched.
+    pub measured_samples: Option<f64>,
     /// Mean latency measured by `stele bench`, seconds.
     pub measured_latency_s: Option<f64>,
 }
@@ -122,12 +134,14 @@ impl QueryProfile {
         const MEDIUM_SERIES: f64 = 1_140_000.0;
         let class = |name: &str, weight, series: f64, range_ms: Option<i64>, skip| QueryClass {
             name: name.into(),
+            selector: String::new(),
             weight,
             series_share: series / MEDIUM_SERIES,
             series: None,
             range_ms,
             skip_chunks: skip,
             measured_chunk_bytes: None,
+            measured_samples: None,
             measured_latency_s: None,
         };
         const MIN30: Option<i64> = Some(30 * 60_000);
@@ -153,8 +167,15 @@ impl QueryProfile {
 /// Constants measured once per stele version (docs/PLANNING.md says how).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Calibration {
-    /// RSS of a store with no blocks after its first requests.
+    /// RSS of a store serving next to nothing: runtime, threads, allocator arenas.
     pub base_rss: u64,
+    /// Bytes a request holds per series of its current batch in each block it reads (the
+    /// per-block cursors of the k-way merge): fetched entry buffers, decoded labels and
+    /// chunk metas, beyond the entry bytes themselves.
+    pub held_bytes_per_series: f64,
+    /// Resident bytes each concurrent request adds whatever it reads: its blocking-pool
+    /// thread's stack and allocator arena, gRPC buffers.
+    pub rss_per_request: u64,
     /// Request latency when the bench gives none, seconds per MiB fetched, plus a floor.
     pub latency_floor_s: f64,
     pub latency_s_per_mib: f64,
@@ -164,8 +185,12 @@ pub struct Calibration {
 
 impl Default for Calibration {
     fn default() -> Self {
+        // Fitted by scripts/plan-calibrate.py on small (1 and 8 clients) and small-200blocks
+        // (1 client); docs/PLANNING.md has the runs and the validation.
         Calibration {
-            base_rss: 40 << 20,
+            base_rss: 22_436_745,
+            held_bytes_per_series: 1838.0,
+            rss_per_request: 644_715,
             latency_floor_s: 0.002,
             latency_s_per_mib: 0.05,
             cpu_s_per_mib: 0.02,
@@ -195,6 +220,22 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// The data as it is: no retention change, no growth.
+    fn neutral() -> Targets {
+        Targets {
+            qps: 1.0,
+            retention_ms: None,
+            series_growth: 0.0,
+            pod_memory: 1,
+            pod_cpu: 1.0,
+            cache_hit_target: 1.0,
+            chunk_cache_in_pod: false,
+            inflight_limit: DEFAULT_INFLIGHT_LIMIT,
+            pods: None,
+            concurrency: None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), PlanError> {
         let bad = |m: String| Err(PlanError::Input(m));
         if !(self.qps.is_finite() && self.qps > 0.0) {
@@ -313,6 +354,66 @@ fn scale(facts: &DataFacts, targets: &Targets) -> Scaled {
     }
 }
 
+/// Blocks a class reads: all of them, or as many as its range spans.
+fn blocks_read(c: &QueryClass, facts: &DataFacts, data: Scaled) -> f64 {
+    match c.range_ms {
+        None => data.blocks,
+        Some(r) => ((r as f64 / facts.block_duration_ms as f64).ceil()).clamp(1.0, data.blocks),
+    }
+}
+
+/// For measured classes: the share of a request's distinct series each block matches. Over
+/// many blocks a churning selector returns more distinct series than any block holds; the
+/// samples returned (series-milliseconds) tell the per-block count. Labels-only requests
+/// return no samples: a class with the same selector over one block gives the count, else
+/// the series-weighted share of the chunk-carrying requests over as many blocks.
+fn block_share(c: &QueryClass, facts: &DataFacts, profile: &QueryProfile) -> f64 {
+    let range_ms = |c: &QueryClass| {
+        c.range_ms
+            .map_or(facts.span_ms as f64, |r| r as f64)
+            .min(facts.span_ms as f64)
+    };
+    let blocks = |c: &QueryClass| blocks_read(c, facts, scale(facts, &Targets::neutral()));
+    let share = |c: &QueryClass| -> Option<f64> {
+        let (Some(series), Some(samples)) = (c.series, c.measured_samples) else {
+            return None;
+        };
+        if series <= 0.0 || samples <= 0.0 {
+            return None;
+        }
+        // Series-milliseconds returned over (distinct series x range) is the share.
+        let per_series = samples / facts.samples_per_series_ms() / range_ms(c);
+        Some((per_series / series).clamp(1.0 / blocks(c).max(1.0), 1.0))
+    };
+    if let Some(s) = share(c) {
+        return s;
+    }
+    let series = c.series.unwrap_or(0.0);
+    let same_selector = profile.classes.iter().find(|o| {
+        !c.selector.is_empty()
+            && o.selector == c.selector
+            && blocks(o) <= 1.0
+            && o.series > Some(0.0)
+    });
+    if let Some(one_block) = same_selector.and_then(|o| o.series) {
+        if series > 0.0 {
+            return (one_block / series).clamp(1.0 / blocks(c).max(1.0), 1.0);
+        }
+    }
+    let (mut weighted, mut weights) = (0.0, 0.0);
+    for o in profile.classes.iter().filter(|o| blocks(o) == blocks(c)) {
+        if let (Some(s), Some(n)) = (share(o), o.series) {
+            weighted += s * n;
+            weights += n;
+        }
+    }
+    if weights > 0.0 {
+        weighted / weights
+    } else {
+        1.0
+    }
+}
+
 fn class_cost(
     c: &QueryClass,
     facts: &DataFacts,
@@ -321,14 +422,15 @@ fn class_cost(
     cal: &Calibration,
     growth: f64,
 ) -> ClassCost {
-    let blocks = match c.range_ms {
-        None => data.blocks,
-        Some(r) => ((r as f64 / facts.block_duration_ms as f64).ceil()).clamp(1.0, data.blocks),
-    };
+    let blocks = blocks_read(c, facts, data);
+    // A selector that matches anything matches at least one series.
     let series = c
         .series
-        .map_or(c.series_share * data.series_per_block, |s| s * growth)
+        .map_or(c.series_share * data.series_per_block, |s| {
+            s * block_share(c, facts, profile) * growth
+        })
         .min(data.series_per_block);
+    let series = if series > 0.0 { series.max(1.0) } else { 0.0 };
     let index_bytes = series * blocks * (facts.entry_bytes() + POSTINGS_BYTES_PER_SERIES);
     let chunk_bytes = if c.skip_chunks {
         0.0
@@ -350,6 +452,8 @@ fn class_cost(
         0.0
     };
     let batch_share = (SERIES_PER_BATCH / series.max(1.0)).min(1.0);
+    let held_per_block = series.min(SERIES_PER_BATCH)
+        * (facts.entry_bytes() + POSTINGS_BYTES_PER_SERIES + cal.held_bytes_per_series);
     let mib = (index_bytes + fetched_chunks) / f64::from(1 << 20);
     ClassCost {
         name: c.name.clone(),
@@ -360,7 +464,7 @@ fn class_cost(
         chunk_bytes,
         requests: per_block * blocks,
         fetched_bytes: index_bytes + fetched_chunks,
-        peak_bytes: index_bytes + fetched_chunks * batch_share,
+        peak_bytes: blocks * held_per_block + fetched_chunks * batch_share,
         latency_s: c
             .measured_latency_s
             .unwrap_or(cal.latency_floor_s + mib * cal.latency_s_per_mib),
@@ -408,21 +512,38 @@ pub fn plan(
     let chunk_cache = (chunk_working_set * hit).ceil();
 
     let latency = mean(&classes, |c| c.latency_s);
-    let fleet_concurrency = targets.concurrency.unwrap_or(targets.qps * latency);
+    // At least one request is in flight whenever any is.
+    let fleet_concurrency = targets
+        .concurrency
+        .unwrap_or(targets.qps * latency)
+        .max(1.0);
     let peak = classes
         .iter()
         .filter(|c| c.weight > 0.0)
         .map(|c| c.peak_bytes)
         .fold(0.0, f64::max);
-    let mean_peak = mean(&classes, |c| c.peak_bytes);
+    // What an in-flight request holds on average: classes weighted by how often they are
+    // sent and how long they stay (Little's law), so slow heavy requests count for more.
+    let in_flight_weight: f64 = classes.iter().map(|c| c.weight * c.latency_s).sum();
+    let mean_peak = if in_flight_weight > 0.0 {
+        classes
+            .iter()
+            .map(|c| c.weight * c.latency_s * c.peak_bytes)
+            .sum::<f64>()
+            / in_flight_weight
+    } else {
+        mean(&classes, |c| c.peak_bytes)
+    };
     let cpu_per_query =
         mean(&classes, |c| c.fetched_bytes) / f64::from(1 << 20) * cal.cpu_s_per_mib;
 
     let memory_for = |pods: f64| {
-        let concurrency = (fleet_concurrency / pods).min(SERIES_MAX_CONCURRENCY);
-        // The biggest request plus the mean for the others, capped by the in-flight limit.
-        let inflight =
-            (peak + (concurrency - 1.0).max(0.0) * mean_peak).min(targets.inflight_limit as f64);
+        let concurrency = (fleet_concurrency / pods).clamp(1.0, SERIES_MAX_CONCURRENCY);
+        // The biggest request plus the mean for the others, capped by the in-flight limit,
+        // and each request's fixed cost.
+        let inflight = (peak + (concurrency - 1.0).max(0.0) * mean_peak)
+            .min(targets.inflight_limit as f64)
+            + concurrency * cal.rss_per_request as f64;
         let split = MemorySplit {
             base: cal.base_rss,
             index_headers: (data.header_resident / pods).ceil() as u64,
@@ -500,7 +621,7 @@ pub fn plan(
         cpu_cores: cpu_for(p),
         index_cache_size: index_cache as u64,
         chunk_cache_size: chunk_cache as u64,
-        concurrency: (fleet_concurrency / p).min(SERIES_MAX_CONCURRENCY),
+        concurrency: (fleet_concurrency / p).clamp(1.0, SERIES_MAX_CONCURRENCY),
         per_query,
         per_month,
         classes,
@@ -567,6 +688,7 @@ mod tests {
             span_ms: 20 * 3_600_000,
             block_duration_ms: 7_200_000,
             series: 1_000_000,
+            samples: 480_000_000,
             chunk_bytes: 1 << 30,
             index_bytes: 200 * MIB,
             series_section_bytes: 100 * MIB,
@@ -580,12 +702,14 @@ mod tests {
             source: "test".into(),
             classes: vec![QueryClass {
                 name: "q".into(),
+                selector: "q".into(),
                 weight: 1.0,
                 series_share: 0.0,
                 series: Some(series),
                 range_ms,
                 skip_chunks: false,
                 measured_chunk_bytes: None,
+                measured_samples: None,
                 measured_latency_s: Some(0.5),
             }],
             chunk_over_fetch: 2.0,
@@ -610,6 +734,8 @@ mod tests {
     fn cal() -> Calibration {
         Calibration {
             base_rss: 40 * MIB,
+            held_bytes_per_series: 100.0,
+            rss_per_request: MIB,
             latency_floor_s: 0.0,
             latency_s_per_mib: 0.0,
             cpu_s_per_mib: 0.01,
@@ -644,8 +770,11 @@ mod tests {
         assert_eq!(p.memory.chunk_cache, 0, "external chunk cache");
         assert_eq!(p.chunk_cache_size, (chunks * 0.5).ceil() as u64);
         assert!((p.concurrency - 2.5).abs() < 1e-9);
-        let peak = index + 2.0 * chunks;
-        assert_eq!(p.memory.inflight, (peak * 2.5).ceil() as u64);
+        // Peak: one batch of 1,000 series held in the one block, and all its chunks.
+        let peak = 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0) + 2.0 * chunks;
+        assert!((c.peak_bytes - peak).abs() < 1e-3);
+        let inflight = peak * 2.5 + 2.5 * MIB as f64;
+        assert_eq!(p.memory.inflight, inflight.ceil() as u64);
         assert_eq!(
             p.memory.total,
             p.memory.base + p.memory.index_headers + p.memory.index_cache + p.memory.inflight
@@ -668,9 +797,41 @@ mod tests {
         let c = &p.classes[0];
         assert_eq!(c.blocks, 10.0);
         assert_eq!(c.requests, 10.0 * (2.0 + 3.0 * 2.0));
-        // One batch of 1,000 of the 2,500 series' chunks is held at a time.
+        // Per block a batch of 1,000 of the 2,500 series is held, and 1,000 series' chunks.
         let chunks = c.chunk_bytes * 2.0;
-        assert!((c.peak_bytes - (c.index_bytes + chunks * 0.4)).abs() < 1e-3);
+        let held = 10.0 * 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0);
+        assert!((c.peak_bytes - (held + chunks * 0.4)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn measured_samples_give_series_per_block() {
+        // 100 distinct series over all 10 blocks that returned the samples of 10 series over
+        // the whole 20h (480 samples per series per 2h): 10 series per block.
+        let mut profile = one_class(100.0, None);
+        profile.classes[0].measured_samples = Some(10.0 * 480.0 * 10.0);
+        // Labels only over every block: 12 series per block as the 30-minute class shows.
+        let labels = QueryClass {
+            name: "labels".into(),
+            selector: "up".into(),
+            series: Some(100.0),
+            skip_chunks: true,
+            measured_samples: Some(0.0),
+            ..profile.classes[0].clone()
+        };
+        let recent = QueryClass {
+            name: "recent".into(),
+            selector: "up".into(),
+            series: Some(12.0),
+            range_ms: Some(1_800_000),
+            measured_samples: Some(12.0 * 120.0),
+            ..profile.classes[0].clone()
+        };
+        profile.classes.extend([labels, recent]);
+        let p = plan(&facts(), &profile, &targets(), &cal()).unwrap();
+        let series: Vec<f64> = p.classes.iter().map(|c| c.series).collect();
+        assert!((series[0] - 10.0).abs() < 1e-9, "{series:?}");
+        assert!((series[1] - 12.0).abs() < 1e-9, "{series:?}");
+        assert!((series[2] - 12.0).abs() < 1e-9, "{series:?}");
     }
 
     #[test]

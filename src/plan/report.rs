@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::calibrate::BenchFigures;
 use super::cardinality::Ranked;
 use super::inventory::{BlockInventory, Inventory};
 use super::model::{Calibration, Plan, QueryProfile, Targets, WhatIf};
@@ -23,6 +24,8 @@ pub struct PlanReport {
     pub what_if: Vec<WhatIf>,
     /// `--selector.relabel-config` for pod `SHARD` (replace with 0 .. pods-1).
     pub relabel_config: Option<String>,
+    /// What the `--bench-report` measured, to compare with the plan.
+    pub bench: Option<BenchFigures>,
 }
 
 impl PlanReport {
@@ -388,6 +391,22 @@ fn render(r: &PlanReport, style: Style) -> String {
         &rows,
     ));
 
+    if let Some(peak) = r.bench.as_ref().and_then(|b| b.peak_rss_bytes) {
+        heading(style, &mut out, "Against the bench report");
+        let predicted = p.memory.total;
+        let rows = vec![vec![
+            "peak RSS of one store".to_string(),
+            bytes(predicted),
+            bytes(peak),
+            format!("{:+.1}%", (predicted as f64 / peak as f64 - 1.0) * 100.0),
+        ]];
+        out.push_str(&table(
+            style,
+            &["", "predicted", "measured", "error"],
+            &rows,
+        ));
+    }
+
     if !r.what_if.is_empty() {
         heading(style, &mut out, "What if");
         let mut rows = vec![summary_row("as planned", p)];
@@ -412,7 +431,12 @@ fn render(r: &PlanReport, style: Style) -> String {
             &mut out,
             "--selector.relabel-config (pod SHARD of 0..pods-1)",
         );
-        let _ = write!(out, "```yaml\n{snippet}```\n");
+        match style {
+            Style::Markdown => {
+                let _ = write!(out, "```yaml\n{snippet}```\n");
+            }
+            Style::Text => out.push_str(snippet),
+        }
     }
     out
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::{self, BenchConfig, Compare, Length, Target};
 use crate::block::list_blocks;
@@ -207,16 +206,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         rss_interval: args.rss_interval,
     };
 
-    let bar = if args.no_progress {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {msg:24} {wide_bar} {pos}/{len}",
-        )
-        .expect("valid template"),
+    let bar = super::progress_bar(
+        !args.no_progress,
+        0,
+        "{spinner} [{elapsed_precise}] {msg:24} {wide_bar} {pos}/{len}",
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let report = tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::gen::{generate, load_profile, ResolvedProfile};
 
@@ -58,14 +57,10 @@ pub fn generate_with_progress(
     show_progress: bool,
 ) -> anyhow::Result<String> {
     let total = profile.total_samples();
-    let bar = if show_progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} samples ({per_sec}, eta {eta})")
-            .expect("valid template"),
+    let bar = super::progress_bar(
+        show_progress,
+        total,
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} samples ({per_sec}, eta {eta})",
     );
     let started = Instant::now();
     let metas = generate(profile, output, &bar)

@@ -11,6 +11,7 @@ pub mod sidecar;
 pub mod store;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,4 +57,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(*args),
         Command::Bench(args) => bench::run(*args),
     }
+}
+
+/// A progress bar on stderr drawn with `template` (indicatif syntax), or a hidden one.
+pub fn progress_bar(show: bool, len: u64, template: &str) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    bar
 }

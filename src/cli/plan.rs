@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use object_store::ObjectStore;
 
 use crate::cli::store::parse_size;
@@ -178,16 +177,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     // Nonsense targets fail before the bucket is read.
     targets.validate()?;
 
-    let bar = if args.no_progress {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} blocks ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
+    let bar = super::progress_bar(
+        !args.no_progress,
+        0,
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} blocks ({per_sec}, eta {eta})",
     );
     let opts = InventoryOptions {
         concurrency: args.inventory_concurrency.max(1),

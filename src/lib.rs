@@ -19,4 +19,5 @@ pub mod proto;
 pub mod server;
 pub mod sidecar;
 pub mod store;
+pub mod table;
 pub mod tsdb;

@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::table::text as text_table;
+
 use super::latency::{Bucket, LatencySummary};
 use super::scrape::CacheFigures;
 use super::workload::RequestKind;
@@ -257,45 +259,6 @@ fn si(v: f64) -> String {
     }
 }
 
-/// Left-aligned first column, right-aligned numbers.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            let pad = w - cell.chars().count();
-            if i == 0 {
-                s.push_str(cell);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                s.push_str("  ");
-                s.push_str(&" ".repeat(pad));
-                s.push_str(cell);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(headers.to_vec());
-    out.push_str(&line(
-        widths
-            .iter()
-            .map(|&w| "-".repeat(w))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str)
-            .collect(),
-    ));
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
 /// The human-readable summary printed at the end of a run.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
@@ -335,7 +298,7 @@ pub fn render_text(r: &Report) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    out.push_str(&text_table(
         &[
             "request",
             "kind",
@@ -376,7 +339,10 @@ pub fn render_text(r: &Report) -> String {
         ]
     })
     .collect();
-    out.push_str(&table(&["section", "touched", "fetched", "ratio"], &rows));
+    out.push_str(&text_table(
+        &["section", "touched", "fetched", "ratio"],
+        &rows,
+    ));
     if let Some(b) = o.bucket_fetched_bytes {
         let _ = writeln!(out, "bucket bytes fetched per /metrics: {}", mib(b));
     }
@@ -398,7 +364,7 @@ pub fn render_text(r: &Report) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(
+        out.push_str(&text_table(
             &[
                 "item",
                 "requests",
@@ -448,7 +414,7 @@ pub fn render_text(r: &Report) -> String {
             ],
             vec!["RSS last/first quarter".into(), ratio(p.rss_growth)],
         ];
-        out.push_str(&table(&["figure", "value"], &rows));
+        out.push_str(&text_table(&["figure", "value"], &rows));
     }
 
     if let Some(c) = &r.comparison {
@@ -471,7 +437,7 @@ pub fn render_text(r: &Report) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(
+        out.push_str(&text_table(
             &[
                 "request",
                 "stele ms",

@@ -74,49 +74,11 @@ fn duration_ms(ms: i64) -> String {
     }
 }
 
-/// A table: first column left-aligned, the others right-aligned (text), or a GFM table.
 fn table(style: Style, headers: &[&str], rows: &[Vec<String>]) -> String {
-    if style == Style::Markdown {
-        let mut out = format!("| {} |\n|", headers.join(" | "));
-        for i in 0..headers.len() {
-            out.push_str(if i == 0 { "---|" } else { "---:|" });
-        }
-        out.push('\n');
-        for row in rows {
-            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-            let _ = writeln!(out, "| {} |", cells.join(" | "));
-        }
-        return out;
+    match style {
+        Style::Text => crate::table::text(headers, rows),
+        Style::Markdown => crate::table::markdown(headers, rows),
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            let pad = " ".repeat(w - cell.chars().count());
-            if i == 0 {
-                s.push_str(cell);
-                s.push_str(&pad);
-            } else {
-                s.push_str("  ");
-                s.push_str(&pad);
-                s.push_str(cell);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    out.push_str(&line(
-        &widths.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>(),
-    ));
-    for row in rows {
-        out.push_str(&line(row));
-    }
-    out
 }
 
 fn heading(style: Style, out: &mut String, title: &str) {
@@ -612,26 +574,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units_and_tables() {
+    fn units() {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 20), "3.0 MiB");
         assert_eq!(count(1234.0), "1234");
         assert_eq!(count(1_140_000.0), "1.14M");
-        let t = table(
-            Style::Text,
-            &["a", "bb"],
-            &[
-                vec!["x".into(), "1".into()],
-                vec!["long".into(), "22".into()],
-            ],
-        );
-        assert_eq!(t, "a     bb\n----  --\nx      1\nlong  22\n");
-        let m = table(
-            Style::Markdown,
-            &["a", "b"],
-            &[vec!["x|y".into(), "1".into()]],
-        );
-        assert_eq!(m, "| a | b |\n|---|---:|\n| x\\|y | 1 |\n");
+        assert_eq!(duration_ms(7_200_000), "2.0h");
+        assert_eq!(duration_ms(90 * 86_400_000), "90.0d");
     }
 
     #[test]

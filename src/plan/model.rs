@@ -289,8 +289,10 @@ pub struct ClassCost {
     /// Bucket GETs and bytes with empty caches.
     pub requests: f64,
     pub fetched_bytes: f64,
-    /// Bytes one request holds at its peak.
+    /// Bytes one request holds at its peak (on one pod serving every block it reads).
     pub peak_bytes: f64,
+    /// The same per block read, as a pod with a share of the blocks holds it.
+    pub peak_per_block: f64,
     pub latency_s: f64,
 }
 
@@ -319,7 +321,8 @@ pub struct Plan {
     /// Local disk for the pod's index headers.
     pub disk_bytes: u64,
     pub cpu_cores: f64,
-    /// Index-cache size to configure (`--index-cache-size`) and the chunk cache to provision.
+    /// Per pod: the index-cache size to configure (`--index-cache-size`) and the chunk cache
+    /// to provision.
     pub index_cache_size: u64,
     pub chunk_cache_size: u64,
     /// Concurrent requests per pod.
@@ -465,6 +468,7 @@ fn class_cost(
         requests: per_block * blocks,
         fetched_bytes: index_bytes + fetched_chunks,
         peak_bytes: blocks * held_per_block + fetched_chunks * batch_share,
+        peak_per_block: held_per_block + fetched_chunks * batch_share / blocks.max(1.0),
         latency_s: c
             .measured_latency_s
             .unwrap_or(cal.latency_floor_s + mib * cal.latency_s_per_mib),
@@ -517,28 +521,40 @@ pub fn plan(
         .concurrency
         .unwrap_or(targets.qps * latency)
         .max(1.0);
-    let peak = classes
-        .iter()
-        .filter(|c| c.weight > 0.0)
-        .map(|c| c.peak_bytes)
-        .fold(0.0, f64::max);
-    // What an in-flight request holds on average: classes weighted by how often they are
-    // sent and how long they stay (Little's law), so slow heavy requests count for more.
-    let in_flight_weight: f64 = classes.iter().map(|c| c.weight * c.latency_s).sum();
-    let mean_peak = if in_flight_weight > 0.0 {
-        classes
-            .iter()
-            .map(|c| c.weight * c.latency_s * c.peak_bytes)
-            .sum::<f64>()
-            / in_flight_weight
-    } else {
-        mean(&classes, |c| c.peak_bytes)
-    };
     let cpu_per_query =
         mean(&classes, |c| c.fetched_bytes) / f64::from(1 << 20) * cal.cpu_s_per_mib;
+    // Classes weighted by how often they are sent and how long they stay in flight (Little's
+    // law), so slow heavy requests count for more.
+    let in_flight_weight = |c: &ClassCost| c.weight * c.latency_s.max(f64::MIN_POSITIVE);
 
     let memory_for = |pods: f64| {
-        let concurrency = (fleet_concurrency / pods).clamp(1.0, SERIES_MAX_CONCURRENCY);
+        // Blocks are spread over the pods by hashmod: a request reaches the pods holding
+        // the blocks it reads (all of them for a long range) and each reads its share.
+        let reach = |c: &ClassCost| (c.blocks / pods).min(1.0);
+        let peak_in_pod =
+            |c: &ClassCost| (c.blocks / pods).clamp(1.0, c.blocks.max(1.0)) * c.peak_per_block;
+        let total_weight: f64 = classes.iter().map(in_flight_weight).sum();
+        let pod_weight: f64 = classes.iter().map(|c| in_flight_weight(c) * reach(c)).sum();
+        let concurrency = if total_weight > 0.0 {
+            fleet_concurrency * pod_weight / total_weight
+        } else {
+            fleet_concurrency
+        }
+        .clamp(1.0, SERIES_MAX_CONCURRENCY);
+        let peak = classes
+            .iter()
+            .filter(|c| c.weight > 0.0)
+            .map(peak_in_pod)
+            .fold(0.0, f64::max);
+        let mean_peak = if pod_weight > 0.0 {
+            classes
+                .iter()
+                .map(|c| in_flight_weight(c) * reach(c) * peak_in_pod(c))
+                .sum::<f64>()
+                / pod_weight
+        } else {
+            0.0
+        };
         // The biggest request plus the mean for the others, capped by the in-flight limit,
         // and each request's fixed cost.
         let inflight = (peak + (concurrency - 1.0).max(0.0) * mean_peak)
@@ -547,55 +563,70 @@ pub fn plan(
         let split = MemorySplit {
             base: cal.base_rss,
             index_headers: (data.header_resident / pods).ceil() as u64,
-            index_cache: index_cache as u64,
+            // Each pod caches the entries of its own blocks.
+            index_cache: (index_cache / pods).ceil() as u64,
             chunk_cache: if targets.chunk_cache_in_pod {
-                chunk_cache as u64
+                (chunk_cache / pods).ceil() as u64
             } else {
                 0
             },
             inflight: inflight.ceil() as u64,
             total: 0,
         };
-        MemorySplit {
-            total: split.base
-                + split.index_headers
-                + split.index_cache
-                + split.chunk_cache
-                + split.inflight,
-            ..split
-        }
+        (
+            MemorySplit {
+                total: split.base
+                    + split.index_headers
+                    + split.index_cache
+                    + split.chunk_cache
+                    + split.inflight,
+                ..split
+            },
+            concurrency,
+        )
     };
     let cpu_for = |pods: f64| targets.qps * cpu_per_query / pods;
 
     let (pods, bound_by) = match targets.pods {
         Some(p) => (p, "fixed".to_string()),
         None => {
-            let fixed = memory_for(f64::INFINITY);
-            let room = targets.pod_memory as f64 * HEADROOM
-                - (fixed.base + fixed.index_cache + fixed.chunk_cache + fixed.inflight) as f64;
-            if room <= 0.0 {
-                return Err(PlanError::Input(format!(
-                    "a pod of {} MiB cannot hold the caches and in-flight requests alone ({} MiB at {:.0}% use); give pods more memory or lower --cache-hit-target",
-                    targets.pod_memory >> 20,
-                    (fixed.total - fixed.index_headers) >> 20,
-                    HEADROOM * 100.0
-                )));
-            }
-            let by_memory = (data.header_resident / room).ceil().max(1.0);
+            let fits =
+                |pods: f64| memory_for(pods).0.total as f64 <= targets.pod_memory as f64 * HEADROOM;
             let by_cpu = (targets.qps * cpu_per_query / (targets.pod_cpu * HEADROOM))
                 .ceil()
                 .max(1.0);
-            let mut pods = by_memory.max(by_cpu);
-            // More pods lower in-flight memory only through concurrency; check the total.
-            while memory_for(pods).total as f64 > targets.pod_memory as f64 * HEADROOM {
-                pods += 1.0;
+            // Doubling, then bisection: memory per pod falls as pods grow, down to one
+            // block's worth per pod.
+            let most = data.blocks.ceil().max(1.0);
+            if !fits(most) && !fits(most * 2.0) {
+                let (one, _) = memory_for(most);
+                return Err(PlanError::Input(format!(
+                    "a pod of {} MiB cannot serve even one block's share ({} MiB at {:.0}% use); give pods more memory, lower --cache-hit-target or --store.inflight-memory-limit",
+                    targets.pod_memory >> 20,
+                    one.total >> 20,
+                    HEADROOM * 100.0
+                )));
             }
+            let (mut low, mut high) = (0.0, 1.0);
+            while !fits(high) {
+                low = high;
+                high *= 2.0;
+            }
+            while high - low > 1.0 {
+                let mid = ((low + high) / 2.0).floor();
+                if fits(mid) {
+                    high = mid;
+                } else {
+                    low = mid;
+                }
+            }
+            let by_memory = high;
             let bound = if by_cpu > by_memory { "cpu" } else { "memory" };
-            (pods as u64, bound.to_string())
+            (by_memory.max(by_cpu) as u64, bound.to_string())
         }
     };
     let p = pods as f64;
-    let memory = memory_for(p);
+    let (memory, concurrency) = memory_for(p);
     let per_query = Traffic {
         requests: mean(&classes, |c| c.requests),
         bytes: mean(&classes, |c| {
@@ -619,9 +650,9 @@ pub fn plan(
         memory,
         disk_bytes: (data.header_disk / p).ceil() as u64,
         cpu_cores: cpu_for(p),
-        index_cache_size: index_cache as u64,
-        chunk_cache_size: chunk_cache as u64,
-        concurrency: (fleet_concurrency / p).clamp(1.0, SERIES_MAX_CONCURRENCY),
+        index_cache_size: (index_cache / p).ceil() as u64,
+        chunk_cache_size: (chunk_cache / p).ceil() as u64,
+        concurrency,
         per_query,
         per_month,
         classes,
@@ -766,9 +797,12 @@ mod tests {
         assert_eq!(p.memory.base, 40 * MIB);
         assert_eq!(p.memory.index_headers, 15 * MIB);
         let working_set = index + 1000.0 * CACHE_ITEM_OVERHEAD;
-        assert_eq!(p.memory.index_cache, (working_set * 0.5).ceil() as u64);
+        assert_eq!(
+            p.memory.index_cache,
+            (working_set * 0.5 / 2.0).ceil() as u64
+        );
         assert_eq!(p.memory.chunk_cache, 0, "external chunk cache");
-        assert_eq!(p.chunk_cache_size, (chunks * 0.5).ceil() as u64);
+        assert_eq!(p.chunk_cache_size, (chunks * 0.5 / 2.0).ceil() as u64);
         assert!((p.concurrency - 2.5).abs() < 1e-9);
         // Peak: one batch of 1,000 series held in the one block, and all its chunks.
         let peak = 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0) + 2.0 * chunks;
@@ -832,6 +866,32 @@ mod tests {
         assert!((series[0] - 10.0).abs() < 1e-9, "{series:?}");
         assert!((series[1] - 12.0).abs() < 1e-9, "{series:?}");
         assert!((series[2] - 12.0).abs() < 1e-9, "{series:?}");
+    }
+
+    #[test]
+    fn pods_share_blocks_caches_and_long_range_requests() {
+        // Every request reads all 10 blocks: on 5 pods each reads 2 and every pod sees every
+        // request; caches split by five.
+        let one = Targets {
+            pods: Some(1),
+            ..targets()
+        };
+        let five = Targets {
+            pods: Some(5),
+            ..targets()
+        };
+        let profile = one_class(100.0, None);
+        let p1 = plan(&facts(), &profile, &one, &cal()).unwrap();
+        let p5 = plan(&facts(), &profile, &five, &cal()).unwrap();
+        assert!(
+            (p5.concurrency - p1.concurrency).abs() < 1e-9,
+            "every pod sees every request"
+        );
+        assert_eq!(p5.memory.index_cache, p1.memory.index_cache.div_ceil(5));
+        let c = &p1.classes[0];
+        let held = |blocks: f64| blocks * c.peak_per_block * 5.0 + 5.0 * MIB as f64;
+        assert_eq!(p1.memory.inflight, held(10.0).ceil() as u64);
+        assert_eq!(p5.memory.inflight, held(2.0).ceil() as u64);
     }
 
     #[test]
@@ -937,7 +997,7 @@ mod tests {
             ..targets()
         };
         let e = plan(&facts(), &profile, &tiny, &cal()).unwrap_err();
-        assert!(e.to_string().contains("cannot hold"), "{e}");
+        assert!(e.to_string().contains("cannot serve"), "{e}");
     }
 
     #[test]

@@ -292,9 +292,13 @@ fn render(r: &PlanReport, style: Style) -> String {
         tg.cache_hit_target * 100.0
     );
     out.push_str(&table(style, &["", "per pod"], &plan_rows(p)));
+    let (strong, code) = match style {
+        Style::Markdown => ("**", "`"),
+        Style::Text => ("", ""),
+    };
     let _ = writeln!(
         out,
-        "\n**{} store pods** (bound by {}); `--index-cache-size={}`; chunk cache {} ({}).",
+        "\n{strong}{} store pods{strong} (bound by {}); {code}--index-cache-size={}{code}; chunk cache {} per pod ({}).",
         p.pods,
         p.bound_by,
         bytes(p.index_cache_size),
@@ -305,9 +309,6 @@ fn render(r: &PlanReport, style: Style) -> String {
             "external, not in pod memory"
         }
     );
-    if style == Style::Text {
-        out = out.replace("**", "").replace('`', "");
-    }
 
     heading(style, &mut out, "Object storage");
     let rows = vec![

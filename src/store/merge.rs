@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ulid::Ulid;
 
-use super::block::{BlockSeries, BucketBlock};
+use super::block::{BlockSeries, BucketBlock, WantedChunk};
 use super::query::SeriesQuery;
 use super::{QueryCtx, StoreError};
 use crate::model::Labels;
@@ -221,7 +221,7 @@ pub struct MergedSeries {
 /// A series after the merge: its labels and its chunks, each with its cursor's index.
 pub struct Merged {
     pub labels: Labels,
-    pub chunks: Vec<(usize, crate::tsdb::index::ChunkMeta)>,
+    pub chunks: Vec<(usize, WantedChunk)>,
 }
 
 impl MergedSeries {

@@ -181,7 +181,7 @@ pub struct ProcessReport {
     pub first_query_warm_restart_ms: Option<f64>,
     pub cold_over_warm: f64,
     pub warm_restart_over_warm: Option<f64>,
-    /// VmHWM of the first run: the most resident memory it ever had.
+    /// The most resident memory the first run ever had: VmHWM, or a higher sampled VmRSS.
     pub peak_rss_bytes: u64,
     /// Highest sampled VmRSS during the measured phase.
     pub peak_rss_measured_bytes: u64,

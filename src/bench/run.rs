@@ -472,7 +472,10 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         p.rss_growth = rss_growth(&rss);
         p.rss = rss;
         if let Some(s) = &store {
-            p.peak_rss_bytes = s.process.memory("VmHWM").unwrap_or(0);
+            // The kernel updates VmHWM lazily (not when pages are dropped by madvise or
+            // reclaim), so a sample taken earlier can be higher.
+            let hwm = s.process.memory("VmHWM").unwrap_or(0);
+            p.peak_rss_bytes = hwm.max(p.peak_rss_measured_bytes);
             if let Some(a) = &after {
                 p.blocks = a.value("stele_store_blocks_loaded", &[]) as u64;
             }

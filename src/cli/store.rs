@@ -205,7 +205,8 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
 
 async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals()?;
-    let bucket = crate::objstore::from_yaml(&args.objstore_yaml()?)?;
+    let bucket_config = crate::objstore::BucketConfig::parse(&args.objstore_yaml()?)?;
+    let bucket = bucket_config.build()?;
     let grpc_addr = parse_listen_addr(&args.grpc_address)?;
     let http_addr = parse_listen_addr(&args.http_address)?;
     std::fs::create_dir_all(&args.data_dir)
@@ -224,6 +225,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         index_cache_bytes: args.index_cache_size,
         inflight_memory_limit: args.inflight_memory_limit,
         inflight_memory_wait: args.inflight_memory_wait,
+        local_bucket: bucket_config.provider == crate::objstore::Provider::Filesystem,
     };
     let store = Arc::new(BucketStore::new(
         bucket,

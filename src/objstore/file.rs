@@ -34,6 +34,9 @@ pub struct BucketFile {
     name: String,
     runtime: Handle,
     counters: Arc<FetchCounters>,
+    /// The store is a local file system: ranges are read in one task with one open file,
+    /// and are not merged over gaps.
+    local: bool,
 }
 
 impl BucketFile {
@@ -52,7 +55,14 @@ impl BucketFile {
             len,
             runtime,
             counters,
+            local: false,
         }
+    }
+
+    /// Marks the file as local (see [`BucketFile::local`]).
+    pub fn with_local_reads(mut self, local: bool) -> Self {
+        self.local = local;
+        self
     }
 
     fn fetch(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
@@ -61,6 +71,10 @@ impl BucketFile {
         }
         let requested: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let result = self.runtime.block_on(async {
+            if self.local {
+                // One blocking task, one open, a positional read per range.
+                return self.store.get_ranges(&self.path, ranges).await;
+            }
             futures::stream::iter(ranges.iter().cloned())
                 .map(|r| self.store.get_range(&self.path, r))
                 .buffered(CONCURRENT_RANGE_READS)
@@ -112,6 +126,14 @@ impl ReadAt for BucketFile {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn merge_gap(&self) -> u64 {
+        if self.local {
+            0
+        } else {
+            crate::tsdb::source::DEFAULT_MERGE_GAP
+        }
     }
 
     fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {

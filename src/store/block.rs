@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
-use super::fetch::{plan_cost, read_coalesced, FetchCost, MAX_GAP};
+use super::fetch::{plan_cost, read_coalesced, FetchCost};
 use super::lazy::{HeaderCounters, LazyIndex};
 use super::{QueryCtx, StoreError};
 use crate::block::{matchers_key, PostingsPlan};
@@ -26,13 +26,15 @@ use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
 use crate::tsdb::encoding::read_uvarint;
 use crate::tsdb::index::{decode_postings_list, ChunkMeta, IndexReader, SeriesEntryRefs};
 use crate::tsdb::meta::BlockMeta;
+use crate::tsdb::source::ReadAt;
 use crate::tsdb::{Section, TsdbError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// First guess of a series entry's length when the next wanted entry does not bound it.
 const SERIES_GUESS: u64 = 512;
-/// First guess of a chunk record's length (an XOR chunk of 120 samples is usually smaller).
+/// First guess of a chunk record's length when its series tells nothing (an XOR chunk of 120
+/// samples is usually smaller).
 const CHUNK_GUESS: u64 = 1024;
 /// The file name of the label the relabelling and block matchers see the block ID as.
 pub const BLOCK_ID_LABEL: &str = "__block_id";
@@ -52,7 +54,42 @@ pub struct BucketBlock {
 /// A series of one block that matched: its full label set and its chunks in the range.
 pub struct BlockSeries {
     pub labels: Labels,
-    pub chunks: Vec<ChunkMeta>,
+    pub chunks: Vec<WantedChunk>,
+}
+
+/// A chunk to read, with the length of its record as far as its series tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedChunk {
+    pub meta: ChunkMeta,
+    /// Bytes of the record: exact when the series has a next chunk in the same segment (a
+    /// block writes a series' chunks one after another), else the longest of the series'
+    /// exact ones as a guess (0: nothing known).
+    pub len: u32,
+    pub exact: bool,
+}
+
+/// The chunks of one series entry overlapping `[min_time, max_time]`, with their lengths.
+fn wanted_chunks(chunks: &[ChunkMeta], min_time: i64, max_time: i64) -> Vec<WantedChunk> {
+    let exact: Vec<Option<u32>> = chunks
+        .iter()
+        .zip(chunks.iter().skip(1).map(Some).chain([None]))
+        .map(|(c, next)| {
+            let (segment, offset) = split_chunk_ref(c.chunk_ref);
+            let (next_segment, next_offset) = split_chunk_ref(next?.chunk_ref);
+            (next_segment == segment && next_offset > offset).then(|| next_offset - offset)
+        })
+        .collect();
+    let guess = exact.iter().flatten().copied().max().unwrap_or(0);
+    chunks
+        .iter()
+        .zip(exact)
+        .filter(|(c, _)| c.max_time >= min_time && c.min_time <= max_time)
+        .map(|(&meta, len)| WantedChunk {
+            meta,
+            len: len.unwrap_or(guess),
+            exact: len.is_some(),
+        })
+        .collect()
 }
 
 impl BlockSeries {
@@ -65,7 +102,7 @@ impl BlockSeries {
             .iter()
             .map(|l| (l.name.len() + l.value.len()) as u64 + 2 * PER_STRING)
             .sum();
-        let metas = (self.chunks.len() * std::mem::size_of::<ChunkMeta>()) as u64;
+        let metas = (self.chunks.len() * std::mem::size_of::<WantedChunk>()) as u64;
         std::mem::size_of::<Self>() as u64 + labels + metas + 32
     }
 }
@@ -80,28 +117,41 @@ pub struct StoredChunk {
     pub hash: u64,
 }
 
+/// What the blocks of a store share for their I/O.
+#[derive(Clone)]
+pub struct BlockIo {
+    pub bucket: Arc<dyn ObjectStore>,
+    /// The runtime the bucket's futures run on (blocks are read from the blocking pool).
+    pub runtime: Handle,
+    pub index_counters: Arc<FetchCounters>,
+    pub chunk_counters: Arc<FetchCounters>,
+    pub headers: Arc<HeaderCounters>,
+    /// The bucket is a local file system (see [`BucketFile::with_local_reads`]).
+    pub local_bucket: bool,
+}
+
 impl BucketBlock {
     /// A block from its file listing (`index`, `chunks/000001`, ... with sizes). Reads
     /// nothing: the index opens (and its header is built under `dir`) on first use.
     pub fn open(
-        bucket: Arc<dyn ObjectStore>,
         meta: BlockMeta,
         files: &BTreeMap<String, u64>,
         dir: &Path,
-        runtime: Handle,
-        (index_counters, chunk_counters): (Arc<FetchCounters>, Arc<FetchCounters>),
-        headers: Arc<HeaderCounters>,
+        io: &BlockIo,
     ) -> Result<Self> {
         let id = Ulid::from_string(&meta.ulid)
             .map_err(|e| TsdbError::invalid(&meta.ulid, Section::Meta, 0, e.to_string()))?;
         let file = |rel: &str, len: u64, counters: &Arc<FetchCounters>| {
-            Arc::new(BucketFile::new(
-                bucket.clone(),
-                object_store::path::Path::from(format!("{id}/{rel}")),
-                len,
-                runtime.clone(),
-                counters.clone(),
-            ))
+            Arc::new(
+                BucketFile::new(
+                    io.bucket.clone(),
+                    object_store::path::Path::from(format!("{id}/{rel}")),
+                    len,
+                    io.runtime.clone(),
+                    counters.clone(),
+                )
+                .with_local_reads(io.local_bucket),
+            )
         };
         let missing = |what: &str| {
             TsdbError::invalid(
@@ -126,12 +176,16 @@ impl BucketBlock {
                     format!("chunk segments are not numbered 000001.. without gaps (expected {expected})"),
                 ).into());
             }
-            segments.push(file(rel, len, &chunk_counters));
+            segments.push(file(rel, len, &io.chunk_counters));
         }
         if segments.is_empty() && meta.stats.num_chunks > 0 {
             return Err(missing("chunk segments").into());
         }
-        let index = LazyIndex::new(file("index", index_len, &index_counters), dir, headers);
+        let index = LazyIndex::new(
+            file("index", index_len, &io.index_counters),
+            dir,
+            io.headers.clone(),
+        );
         let ext_labels = Labels::from_pairs(
             meta.thanos
                 .as_ref()
@@ -279,16 +333,16 @@ impl BucketBlock {
         ranges: &[Range<u64>],
         ctx: &mut QueryCtx,
     ) -> Result<(Vec<Bytes>, FetchCost)> {
-        ctx.reserve(plan_cost(ranges, MAX_GAP).bytes)?;
-        let (bytes, cost) =
-            read_coalesced(index.source().as_ref(), ranges, MAX_GAP).map_err(|e| {
-                TsdbError::read(
-                    index.name(),
-                    section,
-                    ranges.first().map_or(0, |r| r.start),
-                    e,
-                )
-            })?;
+        let source = index.source().as_ref();
+        ctx.reserve(plan_cost(ranges, source.merge_gap()).bytes)?;
+        let (bytes, cost) = read_coalesced(source, ranges).map_err(|e| {
+            TsdbError::read(
+                index.name(),
+                section,
+                ranges.first().map_or(0, |r| r.start),
+                e,
+            )
+        })?;
         ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
         Ok((bytes, cost))
     }
@@ -372,10 +426,8 @@ impl BucketBlock {
             index.decode_series_entry_at(off, entry, &mut refs_buf)?;
             ctx.stats.series_touched += 1;
             ctx.stats.series_touched_size_sum += entry.len() as i64;
-            refs_buf
-                .chunks
-                .retain(|c| c.max_time >= min_time && c.min_time <= max_time);
-            if refs_buf.chunks.is_empty() {
+            let chunks = wanted_chunks(&refs_buf.chunks, min_time, max_time);
+            if chunks.is_empty() {
                 continue;
             }
             let own = index.resolve_labels(off, &refs_buf.labels)?;
@@ -386,27 +438,24 @@ impl BucketBlock {
                         .map(|l| (l.name.as_str(), l.value.as_str())),
                 ),
             );
-            out.push(BlockSeries {
-                labels,
-                chunks: std::mem::take(&mut refs_buf.chunks),
-            });
+            out.push(BlockSeries { labels, chunks });
         }
         ctx.stats.series_fetched += out.len() as i64;
         Ok(out)
     }
 
     /// Fetches chunks by their metas, returned in the order asked.
-    pub fn chunks(&self, metas: &[ChunkMeta], ctx: &mut QueryCtx) -> Result<Vec<StoredChunk>> {
+    pub fn chunks(&self, metas: &[WantedChunk], ctx: &mut QueryCtx) -> Result<Vec<StoredChunk>> {
         let mut order: Vec<usize> = (0..metas.len()).collect();
-        order.sort_by_key(|&i| metas[i].chunk_ref);
+        order.sort_by_key(|&i| metas[i].meta.chunk_ref);
         let mut out: Vec<Option<StoredChunk>> = vec![None; metas.len()];
         let mut start = 0;
         while start < order.len() {
-            let (segment, _) = split_chunk_ref(metas[order[start]].chunk_ref);
+            let (segment, _) = split_chunk_ref(metas[order[start]].meta.chunk_ref);
             let end = start
                 + order[start..]
                     .iter()
-                    .take_while(|&&i| split_chunk_ref(metas[i].chunk_ref).0 == segment)
+                    .take_while(|&&i| split_chunk_ref(metas[i].meta.chunk_ref).0 == segment)
                     .count();
             self.segment_chunks(segment, &order[start..end], metas, &mut out, ctx)?;
             start = end;
@@ -421,7 +470,7 @@ impl BucketBlock {
         &self,
         segment: u32,
         order: &[usize],
-        metas: &[ChunkMeta],
+        metas: &[WantedChunk],
         out: &mut [Option<StoredChunk>],
         ctx: &mut QueryCtx,
     ) -> Result<()> {
@@ -437,14 +486,14 @@ impl BucketBlock {
                 ),
             )
         })?;
-        let seg_len = crate::tsdb::source::ReadAt::len(file.as_ref());
-        let name = crate::tsdb::source::ReadAt::name(file.as_ref()).to_string();
+        let seg_len = ReadAt::len(file.as_ref());
+        let name = ReadAt::name(file.as_ref()).to_string();
         let offsets: Vec<u64> = order
             .iter()
-            .map(|&i| u64::from(split_chunk_ref(metas[i].chunk_ref).1))
+            .map(|&i| u64::from(split_chunk_ref(metas[i].meta.chunk_ref).1))
             .collect();
         let mut ranges = Vec::with_capacity(offsets.len());
-        for (k, &off) in offsets.iter().enumerate() {
+        for (k, (&off, &i)) in offsets.iter().zip(order).enumerate() {
             if off >= seg_len {
                 return Err(TsdbError::invalid(
                     &name,
@@ -459,11 +508,18 @@ impl BucketBlock {
                 .copied()
                 .filter(|&n| n > off)
                 .unwrap_or(seg_len);
-            ranges.push(off..next.min(off + CHUNK_GUESS).min(seg_len));
+            let wanted = &metas[i];
+            let len = match (wanted.len, wanted.exact) {
+                (0, _) => CHUNK_GUESS,
+                (len, true) => u64::from(len),
+                // The series' last chunk is usually no longer than its others.
+                (len, false) => u64::from(len) + u64::from(len) / 8,
+            };
+            ranges.push(off..next.min(off + len).min(seg_len));
         }
         let read = |ranges: &[Range<u64>], ctx: &mut QueryCtx| -> Result<(Vec<Bytes>, FetchCost)> {
-            ctx.reserve(plan_cost(ranges, MAX_GAP).bytes)?;
-            let (bytes, cost) = read_coalesced(file.as_ref(), ranges, MAX_GAP)
+            ctx.reserve(plan_cost(ranges, file.merge_gap()).bytes)?;
+            let (bytes, cost) = read_coalesced(file.as_ref(), ranges)
                 .map_err(|e| TsdbError::read(&name, Section::ChunkRecord, ranges[0].start, e))?;
             ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
             Ok((bytes, cost))
@@ -507,8 +563,8 @@ impl BucketBlock {
             ctx.stats.chunks_touched_size_sum += used as i64;
             ctx.stats.chunks_fetched += 1;
             out[i] = Some(StoredChunk {
-                min_time: metas[i].min_time,
-                max_time: metas[i].max_time,
+                min_time: metas[i].meta.min_time,
+                max_time: metas[i].meta.max_time,
                 encoding,
                 hash: xxhash_rust::xxh64::xxh64(&data, 0),
                 data,
@@ -542,5 +598,46 @@ impl BucketBlock {
             return Ok(vec![v.to_string()]);
         }
         Ok(self.index.get()?.label_values(name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::chunks::chunk_ref;
+
+    fn meta(min_time: i64, segment: u32, offset: u32) -> ChunkMeta {
+        ChunkMeta {
+            min_time,
+            max_time: min_time + 9,
+            chunk_ref: chunk_ref(segment, offset),
+        }
+    }
+
+    #[test]
+    fn chunk_lengths_come_from_the_next_chunk_of_the_series() {
+        // Two chunks in segment 0, then one at the start of segment 1.
+        let chunks = [
+            meta(0, 0, 8),
+            meta(10, 0, 308),
+            meta(20, 0, 500),
+            meta(30, 1, 8),
+        ];
+        let got = wanted_chunks(&chunks, 0, 100);
+        let lens: Vec<(u32, bool)> = got.iter().map(|w| (w.len, w.exact)).collect();
+        // The third is the series' last in its segment: guessed from the longest exact one.
+        assert_eq!(lens, [(300, true), (192, true), (300, false), (300, false)]);
+        // Only chunks overlapping the range, with the lengths known from the whole series.
+        let got = wanted_chunks(&chunks, 12, 15);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].meta, got[0].len, got[0].exact),
+            (chunks[1], 192, true)
+        );
+        assert_eq!(
+            wanted_chunks(&chunks[..1], 0, 100)[0].len,
+            0,
+            "nothing known"
+        );
     }
 }

@@ -6,8 +6,15 @@
 //! up to a deadline, then fails with ResourceExhausted: memory stays bounded however many
 //! requests arrive, instead of growing until the pod is killed.
 //!
+//! Requests hold memory while they wait for more, so waiting alone could deadlock: every
+//! request holding part of the budget, each waiting for another to give some back. The oldest
+//! request holding memory therefore never waits; it may take the budget over its limit by
+//! what it adds, finishes, and lets the others go on. The overshoot is at most one request's
+//! holding, which is itself at most the limit.
+//!
 //! Blocking (waits on a condition variable): blocking pool only.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,9 +28,17 @@ pub struct MemoryBudget {
     limit: u64,
     /// How long a request waits for room before it is refused.
     max_wait: Duration,
-    held: Mutex<u64>,
+    state: Mutex<State>,
     freed: Condvar,
+    next_ticket: AtomicU64,
     pub counters: BudgetCounters,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: u64,
+    /// Tickets of the requests holding memory; the smallest (oldest) never waits.
+    holders: BTreeSet<u64>,
 }
 
 /// For `/metrics`.
@@ -40,8 +55,9 @@ impl MemoryBudget {
         MemoryBudget {
             limit,
             max_wait,
-            held: Mutex::new(0),
+            state: Mutex::new(State::default()),
             freed: Condvar::new(),
+            next_ticket: AtomicU64::new(0),
             counters: BudgetCounters::default(),
         }
     }
@@ -52,22 +68,23 @@ impl MemoryBudget {
 
     /// Bytes held by requests right now.
     pub fn held(&self) -> u64 {
-        *self.held.lock()
+        self.state.lock().held
     }
 
-    /// Takes `bytes` from the budget, waiting for other requests to give some back if needed.
-    /// `already` is what the caller holds: a request larger than the whole budget is refused
-    /// at once, since waiting cannot help it.
-    pub fn acquire(&self, bytes: u64, already: u64) -> Result<(), StoreError> {
+    /// A request's place in line, taken when it starts: older requests have smaller ones.
+    pub fn ticket(&self) -> u64 {
+        self.next_ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the budget for the request with `ticket`, waiting for other
+    /// requests to give some back if needed. `already` is what the request holds: one larger
+    /// than the whole budget is refused at once, since waiting cannot help it.
+    pub fn acquire(&self, ticket: u64, bytes: u64, already: u64) -> Result<(), StoreError> {
         if bytes == 0 {
             return Ok(());
         }
-        let mut held = self.held.lock();
-        if self.limit == 0 {
-            *held += bytes;
-            return Ok(());
-        }
-        if already + bytes > self.limit {
+        let mut state = self.state.lock();
+        if self.limit > 0 && already + bytes > self.limit {
             self.counters.refusals.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::ResourceExhausted(format!(
                 "exceeded the in-flight memory limit: the request needs {} bytes, more than the \
@@ -76,33 +93,44 @@ impl MemoryBudget {
                 self.limit
             )));
         }
-        if *held + bytes > self.limit {
+        let must_wait = |state: &State| {
+            self.limit > 0
+                && state.held + bytes > self.limit
+                && state
+                    .holders
+                    .first()
+                    .is_some_and(|&oldest| oldest != ticket)
+        };
+        if must_wait(&state) {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
             let deadline = Instant::now() + self.max_wait;
-            while *held + bytes > self.limit {
-                if self.freed.wait_until(&mut held, deadline).timed_out()
-                    && *held + bytes > self.limit
-                {
+            while must_wait(&state) {
+                if self.freed.wait_until(&mut state, deadline).timed_out() && must_wait(&state) {
                     self.counters.refusals.fetch_add(1, Ordering::Relaxed);
                     return Err(StoreError::ResourceExhausted(format!(
                         "exceeded the in-flight memory limit: {} bytes held by other requests \
                          for {:?}, this one needs {bytes} more of {}",
-                        *held, self.max_wait, self.limit
+                        state.held, self.max_wait, self.limit
                     )));
                 }
             }
         }
-        *held += bytes;
+        state.held += bytes;
+        state.holders.insert(ticket);
         Ok(())
     }
 
-    /// Gives `bytes` back and wakes the requests waiting for room.
-    pub fn release(&self, bytes: u64) {
+    /// Gives `bytes` back for the request with `ticket`, which keeps `remaining`, and wakes
+    /// the requests waiting for room.
+    pub fn release(&self, ticket: u64, bytes: u64, remaining: u64) {
         if bytes == 0 {
             return;
         }
-        let mut held = self.held.lock();
-        *held = held.saturating_sub(bytes);
+        let mut state = self.state.lock();
+        state.held = state.held.saturating_sub(bytes);
+        if remaining == 0 {
+            state.holders.remove(&ticket);
+        }
         self.freed.notify_all();
     }
 }
@@ -115,15 +143,15 @@ mod tests {
     #[test]
     fn waits_for_room_then_proceeds() {
         let budget = Arc::new(MemoryBudget::new(100, Duration::from_secs(30)));
-        budget.acquire(80, 0).unwrap();
+        budget.acquire(1, 80, 0).unwrap();
         let waiter = {
             let budget = budget.clone();
-            std::thread::spawn(move || budget.acquire(50, 0))
+            std::thread::spawn(move || budget.acquire(2, 50, 0))
         };
         while budget.counters.waits.load(Ordering::Relaxed) == 0 {
             std::thread::yield_now();
         }
-        budget.release(80);
+        budget.release(1, 80, 0);
         waiter.join().unwrap().unwrap();
         assert_eq!(budget.held(), 50);
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 0);
@@ -132,26 +160,42 @@ mod tests {
     #[test]
     fn refuses_after_the_wait_and_at_once_when_larger_than_everything() {
         let budget = MemoryBudget::new(100, Duration::from_millis(20));
-        budget.acquire(60, 0).unwrap();
-        let e = budget.acquire(50, 0).unwrap_err();
+        budget.acquire(1, 60, 0).unwrap();
+        let e = budget.acquire(2, 50, 0).unwrap_err();
         assert!(matches!(e, StoreError::ResourceExhausted(_)), "{e}");
         assert_eq!(budget.held(), 60, "a refused request holds nothing more");
 
         let started = Instant::now();
-        let e = budget.acquire(30, 80).unwrap_err();
+        let e = budget.acquire(1, 30, 80).unwrap_err();
         assert!(e.to_string().contains("more than the whole"), "{e}");
         assert!(started.elapsed() < Duration::from_millis(20), "no wait");
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 2);
-        budget.release(60);
+        budget.release(1, 60, 0);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn the_oldest_holder_never_waits_so_holders_cannot_deadlock() {
+        let budget = MemoryBudget::new(100, Duration::from_millis(20));
+        let (old, young) = (budget.ticket(), budget.ticket());
+        budget.acquire(young, 50, 0).unwrap();
+        budget.acquire(old, 50, 0).unwrap();
+        // Both hold half and want more: the younger waits and is refused, the older goes on.
+        assert!(budget.acquire(young, 10, 50).is_err());
+        budget.acquire(old, 30, 50).unwrap();
+        assert_eq!(budget.held(), 130, "over by the oldest request's addition");
+        // Once the oldest is done, the younger is the oldest holder.
+        budget.release(old, 80, 0);
+        budget.acquire(young, 40, 50).unwrap();
+        assert_eq!(budget.held(), 90);
     }
 
     #[test]
     fn zero_is_unlimited_but_still_counted() {
         let budget = MemoryBudget::new(0, Duration::ZERO);
-        budget.acquire(u64::MAX / 2, 0).unwrap();
+        budget.acquire(1, u64::MAX / 2, 0).unwrap();
         assert_eq!(budget.held(), u64::MAX / 2);
-        budget.release(u64::MAX / 2);
+        budget.release(1, u64::MAX / 2, 0);
         assert_eq!(budget.held(), 0);
     }
 }

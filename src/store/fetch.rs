@@ -1,18 +1,16 @@
 //! Range planning for reads from the bucket: many small wanted ranges become few requests.
 //!
 //! Postings lists, series entries and chunks are each read as a sorted set of ranges. Ranges
-//! closer than a gap are merged into one request (a request costs more than a few KiB of
-//! extra bytes), requests run concurrently, and each wanted range is then sliced out of the
-//! fetched buffers without copying.
+//! closer than the source's [`ReadAt::merge_gap`] are merged into one request (for a remote
+//! bucket a request costs more than a few KiB of extra bytes; for a local one it does not),
+//! requests run concurrently, and each wanted range is then sliced out of the fetched buffers
+//! without copying.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
 use crate::tsdb::source::{ReadAt, ReadError};
-
-/// Ranges closer than this are fetched as one.
-pub const MAX_GAP: u64 = 4 << 10;
 
 /// What a batch of reads cost.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +53,9 @@ pub fn plan_cost(wanted: &[Range<u64>], max_gap: u64) -> FetchCost {
 pub fn read_coalesced(
     src: &dyn ReadAt,
     wanted: &[Range<u64>],
-    max_gap: u64,
 ) -> Result<(Vec<Bytes>, FetchCost), ReadError> {
     debug_assert!(wanted.windows(2).all(|w| w[0].start <= w[1].start));
-    let merged = coalesce(wanted, max_gap);
+    let merged = coalesce(wanted, src.merge_gap());
     if merged.is_empty() {
         return Ok((Vec::new(), FetchCost::default()));
     }
@@ -97,6 +94,21 @@ mod tests {
         );
     }
 
+    /// In-memory bytes with a chosen merge gap.
+    struct Gapped(Bytes, u64);
+
+    impl ReadAt for Gapped {
+        fn len(&self) -> u64 {
+            ReadAt::len(&self.0)
+        }
+        fn read_at(&self, range: Range<u64>) -> Result<Bytes, ReadError> {
+            self.0.read_at(range)
+        }
+        fn merge_gap(&self) -> u64 {
+            self.1
+        }
+    }
+
     proptest! {
         #[test]
         fn every_wanted_range_reads_its_own_bytes(
@@ -106,7 +118,8 @@ mod tests {
             let data: Bytes = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>().into();
             starts.sort();
             let wanted: Vec<Range<u64>> = starts.iter().map(|&(s, n)| s..(s + n).min(5000)).collect();
-            let (got, cost) = read_coalesced(&data, &wanted, gap).unwrap();
+            let (got, cost) = read_coalesced(&Gapped(data.clone(), gap), &wanted).unwrap();
+            prop_assert_eq!(cost, plan_cost(&wanted, gap));
             prop_assert_eq!(got.len(), wanted.len());
             for (g, w) in got.iter().zip(&wanted) {
                 prop_assert_eq!(&g[..], &data[w.start as usize..w.end as usize]);

@@ -18,16 +18,16 @@ use std::sync::Arc;
 
 use ulid::Ulid;
 
-use super::block::{BlockSeries, BucketBlock};
+use super::block::{BlockSeries, BucketBlock, WantedChunk};
 use super::query::SeriesQuery;
 use super::{QueryCtx, StoreError};
 use crate::model::Labels;
 
 /// Series a request holds decoded at most across its cursors (the batch of each cursor is
 /// this divided by the number of blocks, within the bounds below).
-const SERIES_IN_FLIGHT: usize = 8192;
-const MIN_BATCH: usize = 64;
-const MAX_BATCH: usize = 1000;
+const SERIES_IN_FLIGHT: usize = 2048;
+const MIN_BATCH: usize = 32;
+const MAX_BATCH: usize = 512;
 
 /// One block's series matching the request, in label order, read a batch at a time.
 pub struct BlockCursor {
@@ -87,6 +87,20 @@ impl BlockCursor {
         Ok(next)
     }
 
+    /// Gives back the budget of the series handed out: before a batch is read, only the
+    /// held-back ones are still here.
+    fn release_handed_out(&mut self, ctx: &mut QueryCtx) {
+        let kept: u64 = self
+            .held_back
+            .series
+            .iter()
+            .chain(&self.ready)
+            .map(BlockSeries::memory_estimate)
+            .sum();
+        ctx.release(self.held_bytes.saturating_sub(kept));
+        self.held_bytes = self.held_bytes.min(kept);
+    }
+
     /// Drops what is left, after a failure.
     fn abandon(&mut self, ctx: &mut QueryCtx) {
         self.next_ref = self.refs.len();
@@ -101,6 +115,7 @@ impl BlockCursor {
         } else {
             (self.next_ref + self.batch).min(self.refs.len())
         };
+        self.release_handed_out(ctx);
         // The entries' download is given back once decoded; the series are held instead.
         let mark = ctx.held();
         let mut series =
@@ -221,7 +236,7 @@ pub struct MergedSeries {
 /// A series after the merge: its labels and its chunks, each with its cursor's index.
 pub struct Merged {
     pub labels: Labels,
-    pub chunks: Vec<(usize, crate::tsdb::index::ChunkMeta)>,
+    pub chunks: Vec<(usize, WantedChunk)>,
 }
 
 impl MergedSeries {

@@ -26,9 +26,9 @@ use thiserror::Error;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
-pub use block::{BucketBlock, StoredChunk, BLOCK_ID_LABEL};
+pub use block::{BlockIo, BucketBlock, StoredChunk, BLOCK_ID_LABEL};
 pub use budget::{BudgetCounters, MemoryBudget};
-pub use fetch::{coalesce, FetchCost, MAX_GAP};
+pub use fetch::{coalesce, FetchCost};
 pub use lazy::{HeaderCounters, LazyIndex};
 pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
@@ -79,6 +79,8 @@ pub struct QueryCtx {
     pub budget: Option<Arc<MemoryBudget>>,
     /// Bytes of `budget` this request holds.
     held: u64,
+    /// The request's place in line for the budget.
+    ticket: u64,
 }
 
 impl QueryCtx {
@@ -100,7 +102,7 @@ impl QueryCtx {
     /// download), waiting for room if needed.
     pub fn hold(&mut self, bytes: u64) -> Result<(), StoreError> {
         if let Some(budget) = &self.budget {
-            budget.acquire(bytes, self.held)?;
+            budget.acquire(self.ticket, bytes, self.held)?;
             self.held += bytes;
         }
         Ok(())
@@ -109,10 +111,10 @@ impl QueryCtx {
     /// Gives back `bytes` of what [`Self::hold`] or [`Self::reserve`] took.
     pub fn release(&mut self, bytes: u64) {
         let bytes = bytes.min(self.held);
-        if let Some(budget) = &self.budget {
-            budget.release(bytes);
-        }
         self.held -= bytes;
+        if let Some(budget) = &self.budget {
+            budget.release(self.ticket, bytes, self.held);
+        }
     }
 
     /// Bytes of the memory budget held now: a mark for [`Self::release_to`].
@@ -122,10 +124,7 @@ impl QueryCtx {
 
     /// Gives back what was reserved since `mark`, once that data has been sent on.
     pub fn release_to(&mut self, mark: u64) {
-        if let Some(budget) = &self.budget {
-            budget.release(self.held.saturating_sub(mark));
-        }
-        self.held = self.held.min(mark);
+        self.release(self.held.saturating_sub(mark));
     }
 }
 
@@ -164,6 +163,8 @@ pub struct StoreConfig {
     /// waits for room before it is refused.
     pub inflight_memory_limit: u64,
     pub inflight_memory_wait: Duration,
+    /// The bucket is a local file system: reads are cheap, so ranges are not merged over gaps.
+    pub local_bucket: bool,
 }
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
@@ -369,6 +370,7 @@ impl BucketStore {
             cache: Some(self.cache.clone()),
             budget: Some(self.budget.clone()),
             held: 0,
+            ticket: self.budget.ticket(),
         }
     }
 
@@ -532,14 +534,19 @@ impl BucketStore {
         let files = block_files(&self.bucket, id)
             .await
             .map_err(|e| format!("listing block files: {e}"))?;
+        let io = BlockIo {
+            bucket: self.bucket.clone(),
+            runtime: self.runtime.clone(),
+            index_counters: self.fetched_index.clone(),
+            chunk_counters: self.fetched_chunks.clone(),
+            headers: self.headers.clone(),
+            local_bucket: self.config.local_bucket,
+        };
         BucketBlock::open(
-            self.bucket.clone(),
             meta,
             &files,
             &self.config.data_dir.join(id.to_string()),
-            self.runtime.clone(),
-            (self.fetched_index.clone(), self.fetched_chunks.clone()),
-            self.headers.clone(),
+            &io,
         )
         .map_err(|e| e.to_string())
     }

@@ -19,8 +19,10 @@ use super::{BucketStore, QueryCtx, QueryStats, StoreError};
 use crate::model::labels::METRIC_NAME;
 use crate::model::{Labels, Matcher};
 
-/// Series whose chunks are fetched together.
+/// Series whose chunks are fetched together, at most, and chunks at most: a batch of long
+/// series over many blocks stays as small in memory as one of short ones.
 const SERIES_PER_FETCH: usize = 1000;
+const CHUNKS_PER_FETCH: usize = 4096;
 /// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
 const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
 
@@ -189,6 +191,7 @@ impl BucketStore {
         let mut sent = 0u64;
         let mut chunk_count = 0u64;
         let mut batch: Vec<Merged> = Vec::with_capacity(SERIES_PER_FETCH);
+        let mut batch_chunks = 0usize;
         loop {
             let next = if q.limit > 0 && sent + batch.len() as u64 >= q.limit {
                 None
@@ -207,8 +210,9 @@ impl BucketStore {
                         limits.samples
                     )));
                 }
+                batch_chunks += m.chunks.len();
                 batch.push(m);
-                if batch.len() < SERIES_PER_FETCH {
+                if batch.len() < SERIES_PER_FETCH && batch_chunks < CHUNKS_PER_FETCH {
                     continue;
                 }
             }
@@ -221,6 +225,7 @@ impl BucketStore {
                     block_failed(id, e, q.partial_response, emit)
                 })?
             };
+            batch_chunks = 0;
             for (m, chunks) in batch.drain(..).zip(chunks) {
                 if chunks.is_empty() && !q.skip_chunks {
                     continue; // all its chunks were in failed blocks

@@ -41,10 +41,19 @@ pub trait ReadAt: Send + Sync {
         ranges.iter().map(|r| self.read_at(r.clone())).collect()
     }
 
+    /// Bytes between two wanted ranges below which one read spanning both costs less than
+    /// two reads. A remote store pays per request; a local file hardly does.
+    fn merge_gap(&self) -> u64 {
+        DEFAULT_MERGE_GAP
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
+
+/// [`ReadAt::merge_gap`] unless a source knows better: a few KiB cost less than a request.
+pub const DEFAULT_MERGE_GAP: u64 = 4 << 10;
 
 /// `Ok` when `range` is a valid range of a source of `len` bytes.
 pub fn check_bounds(range: &Range<u64>, len: u64) -> Result<(), ReadError> {
@@ -83,6 +92,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
         (**self).read_ranges(ranges)
     }
+    fn merge_gap(&self) -> u64 {
+        (**self).merge_gap()
+    }
 }
 
 /// Gives any source a name for error messages.
@@ -100,6 +112,12 @@ impl<S: ReadAt> ReadAt for Named<S> {
     }
     fn name(&self) -> &str {
         &self.name
+    }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
+        self.inner.read_ranges(ranges)
+    }
+    fn merge_gap(&self) -> u64 {
+        self.inner.merge_gap()
     }
 }
 

@@ -188,9 +188,9 @@ impl Default for Calibration {
         // Fitted by scripts/plan-calibrate.py on small (1 and 8 clients) and small-200blocks
         // (1 client); docs/PLANNING.md has the runs and the validation.
         Calibration {
-            base_rss: 22_436_745,
-            held_bytes_per_series: 1838.0,
-            rss_per_request: 644_715,
+            base_rss: 19_022_226,
+            held_bytes_per_series: 1391.0,
+            rss_per_request: 937_353,
             latency_floor_s: 0.002,
             latency_s_per_mib: 0.05,
             cpu_s_per_mib: 0.02,

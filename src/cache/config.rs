@@ -341,6 +341,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let c = IndexCacheConfig::parse(include_str!("../../docs/index-cache-memcached.yaml"))
+            .unwrap();
+        assert!(matches!(c.backend, Backend::Memcached(_)));
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    }
+
+    #[test]
     fn in_memory_sizes() {
         let c = IndexCacheConfig::parse("type: IN-MEMORY\nconfig:\n  max_size: 250MB\n").unwrap();
         assert_eq!(

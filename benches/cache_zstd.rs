@@ -37,8 +37,11 @@ containers_per_pod = 2
 http_handlers = 6
 "#;
 
+/// Cache entries of one kind.
+type Values = Vec<(CacheKey, Bytes)>;
+
 /// Every postings list and series entry of one generated block, as the bucket returns them.
-fn real_values() -> (Vec<(CacheKey, Bytes)>, Vec<(CacheKey, Bytes)>) {
+fn real_values() -> (Values, Values) {
     let dir = tempfile::tempdir().unwrap();
     let profile = stele::gen::profile::parse_profile("bench", "bench", PROFILE).unwrap();
     let metas =
@@ -127,13 +130,17 @@ fn zstd(c: &mut Criterion) {
                 cache.stats(kind_of).bytes
             );
             assert_eq!(cache.stats(kind_of).items, values.len() as u64);
-            group.bench_with_input(BenchmarkId::new(format!("get_{kind}"), label), &cache, |b, cache| {
-                b.iter(|| {
-                    for (k, _) in values.iter() {
-                        criterion::black_box(cache.get(k).unwrap());
-                    }
-                })
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("get_{kind}"), label),
+                &cache,
+                |b, cache| {
+                    b.iter(|| {
+                        for (k, _) in values.iter() {
+                            criterion::black_box(cache.get(k).unwrap());
+                        }
+                    })
+                },
+            );
         }
     }
     group.throughput(Throughput::Elements(postings.len() as u64));

@@ -342,8 +342,8 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        let c = IndexCacheConfig::parse(include_str!("../../docs/index-cache-memcached.yaml"))
-            .unwrap();
+        let c =
+            IndexCacheConfig::parse(include_str!("../../docs/index-cache-memcached.yaml")).unwrap();
         assert!(matches!(c.backend, Backend::Memcached(_)));
         assert!(c.ignored.is_empty(), "{:?}", c.ignored);
     }

@@ -14,7 +14,7 @@ pub struct StoreProcess {
     child: Child,
     pub grpc: String,
     pub http: String,
-    data_dir: tempfile::TempDir,
+    pub data_dir: tempfile::TempDir,
 }
 
 impl StoreProcess {

@@ -4,6 +4,8 @@
 //!   several `--index-cache.compress-min-bytes` thresholds are printed;
 //! - `cache_zstd/get_{postings,series}/{off,4KiB}`: `IndexCache::get` of every value of that
 //!   kind from a warm cache, values/s (decompression included);
+//! - `cache_zstd/decompress_large_postings`: decoding the lists compressed at 4 KiB, raw
+//!   bytes/s;
 //! - `cache_zstd/put_postings/{off,4KiB}`: `IndexCache::put` of every postings list
 //!   (compression included).
 //!
@@ -143,6 +145,27 @@ fn zstd(c: &mut Criterion) {
             );
         }
     }
+    // The lists compressed at 4 KiB, decompressed: raw bytes/s.
+    let large: Vec<Stored> = postings
+        .iter()
+        .map(|(_, v)| Stored::encode(v.clone(), 4096))
+        .filter(|s| matches!(s, Stored::Zstd { .. }))
+        .collect();
+    let raw: u64 = large
+        .iter()
+        .map(|s| match s {
+            Stored::Zstd { raw_len, .. } => u64::from(*raw_len),
+            Stored::Raw(_) => 0,
+        })
+        .sum();
+    group.throughput(Throughput::Bytes(raw));
+    group.bench_function("decompress_large_postings", |b| {
+        b.iter(|| {
+            for s in &large {
+                criterion::black_box(s.decode().unwrap());
+            }
+        })
+    });
     group.throughput(Throughput::Elements(postings.len() as u64));
     for (label, min) in [("off", 0usize), ("4KiB", 4096)] {
         group.bench_function(BenchmarkId::new("put_postings", label), |b| {

@@ -133,6 +133,24 @@ pub struct StoreArgs {
     pub series_max_concurrency: usize,
 }
 
+/// The YAML of a flag pair `--NAME` (inline) / `--NAME-file`, with which flag gave it (to
+/// name in errors).
+fn yaml_flag(
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    name: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    match (inline, file) {
+        (Some(y), _) => Ok(Some((y.clone(), format!("--{name}")))),
+        (None, Some(f)) => {
+            let source = format!("--{name}-file {}", f.display());
+            let yaml = std::fs::read_to_string(f).with_context(|| format!("reading {source}"))?;
+            Ok(Some((yaml, source)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn parse_time(s: &str) -> Result<TimeBound, String> {
     match s {
         "0000-01-01T00:00:00Z" => Ok(TimeBound::MIN),
@@ -163,11 +181,9 @@ impl StoreArgs {
     }
 
     fn objstore_yaml(&self) -> anyhow::Result<String> {
-        match (&self.objstore_config, &self.objstore_config_file) {
-            (Some(y), _) => Ok(y.clone()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("reading --objstore.config-file {}", f.display())),
-            (None, None) => anyhow::bail!(
+        match yaml_flag(&self.objstore_config, &self.objstore_config_file, "objstore.config")? {
+            Some((yaml, _)) => Ok(yaml),
+            None => anyhow::bail!(
                 "no bucket configured: pass --objstore.config-file or --objstore.config (Thanos objstore YAML)"
             ),
         }
@@ -180,15 +196,13 @@ impl StoreArgs {
             compress_min_bytes: self.index_cache_compress_min_bytes as usize,
             ..CacheOptions::in_memory(self.index_cache_size)
         };
-        let (yaml, source) = match (&self.index_cache_config, &self.index_cache_config_file) {
-            (Some(y), _) => (y.clone(), "--index-cache.config".to_string()),
-            (None, Some(f)) => (
-                std::fs::read_to_string(f).with_context(|| {
-                    format!("reading --index-cache.config-file {}", f.display())
-                })?,
-                format!("--index-cache.config-file {}", f.display()),
-            ),
-            (None, None) => return Ok(IndexCache::with_options(options, None)),
+        let Some((yaml, source)) = yaml_flag(
+            &self.index_cache_config,
+            &self.index_cache_config_file,
+            "index-cache.config",
+        )?
+        else {
+            return Ok(IndexCache::with_options(options, None));
         };
         let config = IndexCacheConfig::parse(&yaml).with_context(|| format!("invalid {source}"))?;
         for (field, why) in &config.ignored {
@@ -219,15 +233,12 @@ impl StoreArgs {
     }
 
     fn filters(&self) -> anyhow::Result<BlockFilters> {
-        let relabel_yaml = match (&self.relabel_config, &self.relabel_config_file) {
-            (Some(y), _) => Some(y.clone()),
-            (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| {
-                format!("reading --selector.relabel-config-file {}", f.display())
-            })?),
-            (None, None) => None,
-        };
-        let relabel = match relabel_yaml {
-            Some(y) => parse_rules(&y).context("invalid --selector.relabel-config")?,
+        let relabel = match yaml_flag(
+            &self.relabel_config,
+            &self.relabel_config_file,
+            "selector.relabel-config",
+        )? {
+            Some((y, source)) => parse_rules(&y).with_context(|| format!("invalid {source}"))?,
             None => Vec::new(),
         };
         Ok(BlockFilters {

@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
+pub mod bench;
 pub mod block;
 pub mod bucket;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod index_header;
 pub mod metrics;
 pub mod model;
 pub mod objstore;
+pub mod prom;
 pub mod proto;
 pub mod server;
 pub mod sidecar;

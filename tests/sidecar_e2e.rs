@@ -424,8 +424,9 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
 /// samples as the streamed chunks, through the engine directly.
 #[test]
 fn samples_fallback_matches_streamed_chunks() {
+    use stele::prom::PrometheusClient;
     use stele::proto::prometheus::read_request::ResponseType;
-    use stele::sidecar::{PrometheusClient, PrometheusStore};
+    use stele::sidecar::PrometheusStore;
 
     let tmp = tempfile::tempdir().unwrap();
     prometheus_data(tmp.path());

@@ -392,6 +392,39 @@ fn external_labels_replicas_sharding_and_limits() {
     let stats = merged.hints.unwrap().query_stats.unwrap();
     assert_eq!(stats.blocks_queried, ids.len() as i64);
 
+    // Dropping a series' own label can reorder anything and make series equal: the reply is
+    // still sorted (`decode` checks) with each label set once, holding all their samples.
+    let mut req = series_request(&up(""), min, max);
+    let dropped_names = ["replica", "instance", "node", "pod"];
+    req.without_replica_labels = dropped_names.iter().map(|n| n.to_string()).collect();
+    let dropped = decode(
+        &call_series(&rt, &mut client, req).unwrap().series,
+        min,
+        max,
+    );
+    let mut expected = SeriesMap::new();
+    for (labels, samples) in decode(&one.series, min, max) {
+        let kept = labels
+            .iter()
+            .filter(|l| !dropped_names.contains(&l.name.as_str()))
+            .map(|l| (l.name.clone(), l.value.clone()));
+        expected
+            .entry(Labels::from_pairs(kept))
+            .or_default()
+            .extend(samples);
+    }
+    assert!(expected.len() < one.series.len(), "some series merged");
+    let sorted = |m: SeriesMap| -> SeriesMap {
+        m.into_iter()
+            .map(|(l, mut s)| {
+                s.sort_unstable();
+                s.dedup();
+                (l, s)
+            })
+            .collect()
+    };
+    assert_eq!(sorted(dropped), sorted(expected));
+
     // Block matchers in the request hints restrict the blocks read.
     let hints = stele::proto::hintspb::SeriesRequestHints {
         block_matchers: vec![matcher(0, "__block_id", &ids[0])],

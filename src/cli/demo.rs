@@ -35,7 +35,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "generating demo blocks (profile small) into {}",
             dir.display()
         );
-        super::gen::generate_with_progress(&profile, &dir, true)?;
+        println!(
+            "{}",
+            super::gen::generate_with_progress(&profile, &dir, true)?
+        );
     }
     println!("\n== blocks in {}", dir.display());
     super::block::run(super::block::BlockCommand::Ls(super::block::LsArgs {

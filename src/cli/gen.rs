@@ -38,7 +38,10 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         profile.profile.blocks = blocks;
     }
     let output = args.output.unwrap_or_else(|| default_output(&profile));
-    generate_with_progress(&profile, &output, !args.no_progress)?;
+    println!(
+        "{}",
+        generate_with_progress(&profile, &output, !args.no_progress)?
+    );
     Ok(())
 }
 
@@ -48,12 +51,12 @@ pub fn default_output(profile: &ResolvedProfile) -> PathBuf {
         .join(&profile.name)
 }
 
-/// Generates with a progress bar on stderr and prints a summary line.
+/// Generates with a progress bar on stderr; returns a summary line for the caller to print.
 pub fn generate_with_progress(
     profile: &ResolvedProfile,
     output: &std::path::Path,
     show_progress: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let total = profile.total_samples();
     let bar = if show_progress {
         ProgressBar::new(total)
@@ -71,7 +74,7 @@ pub fn generate_with_progress(
     let secs = started.elapsed().as_secs_f64();
     let samples: u64 = metas.iter().map(|m| m.stats.num_samples).sum();
     let series: u64 = metas.iter().map(|m| m.stats.num_series).sum();
-    println!(
+    Ok(format!(
         "wrote {} blocks ({} series, {} samples) to {} in {:.1}s ({:.1}M samples/s)",
         metas.len(),
         series,
@@ -79,6 +82,5 @@ pub fn generate_with_progress(
         output.display(),
         secs,
         samples as f64 / secs / 1e6
-    );
-    Ok(())
+    ))
 }

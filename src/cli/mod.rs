@@ -1,6 +1,7 @@
 //! Command-line entry points, one module per subcommand. Thin: parse flags, call the library,
 //! print. The only layer that uses `anyhow`.
 
+pub mod bench;
 pub mod block;
 pub mod demo;
 pub mod gen;
@@ -34,6 +35,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Generate realistic Prometheus TSDB blocks from a profile in bench-data/.
     Gen(gen::GenArgs),
+    /// Benchmark a store gateway (started here or running) and compare it with Prometheus.
+    Bench(Box<bench::BenchArgs>),
     /// Inspect TSDB blocks: list, dump samples, verify every checksum.
     #[command(subcommand)]
     Block(block::BlockCommand),
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen::run(args),
         Command::Block(cmd) => block::run(cmd),
+        Command::Bench(args) => bench::run(*args),
     }
 }

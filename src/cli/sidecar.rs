@@ -10,11 +10,12 @@ use clap::Args;
 
 use crate::metrics::Metrics;
 use crate::model::time::parse_duration;
+use crate::prom::PrometheusClient;
 use crate::server::grpc::StoreApi;
 use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
 use crate::sidecar::metrics::SidecarCollector;
 use crate::sidecar::shipper::DEFAULT_PART_SIZE;
-use crate::sidecar::{PrometheusClient, PrometheusStore, Shipper, ShipperConfig};
+use crate::sidecar::{PrometheusStore, Shipper, ShipperConfig};
 use crate::store::Limits;
 
 #[derive(Debug, Args)]

@@ -11,9 +11,9 @@ use std::sync::RwLock;
 
 use tokio::runtime::Handle;
 
-use super::prometheus::{PrometheusClient, PrometheusError};
-use super::remote_read::label_pairs;
 use crate::model::{Labels, Matcher};
+use crate::prom::remote_read::label_pairs;
+use crate::prom::{PrometheusClient, PrometheusError};
 use crate::proto::prometheus::{chunk, read_request::ResponseType, ChunkedSeries};
 use crate::store::{
     Component, LabelsQuery, Limits, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,

@@ -55,6 +55,21 @@ pub struct BlockSeries {
     pub chunks: Vec<ChunkMeta>,
 }
 
+impl BlockSeries {
+    /// Heap bytes this series holds, for the memory budget: the label strings with their
+    /// headers and the allocator's cost per allocation, and the chunk metas.
+    pub fn memory_estimate(&self) -> u64 {
+        const PER_STRING: u64 = 24 + 16;
+        let labels: u64 = self
+            .labels
+            .iter()
+            .map(|l| (l.name.len() + l.value.len()) as u64 + 2 * PER_STRING)
+            .sum();
+        let metas = (self.chunks.len() * std::mem::size_of::<ChunkMeta>()) as u64;
+        std::mem::size_of::<Self>() as u64 + labels + metas + 32
+    }
+}
+
 /// A chunk as stored, with its time range and xxhash64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {
@@ -519,6 +534,16 @@ impl BucketBlock {
             });
         }
         Ok(())
+    }
+
+    /// Whether the block's series can leave label order beyond what [`crate::store::query`]
+    /// restores on the fly: when a series' own label is replaced by an external label or
+    /// dropped as a replica label, anything can move. Such blocks are read whole and sorted.
+    pub fn own_labels_rewritten(&self, dropped: &[String]) -> Result<bool> {
+        let names = self.index.get()?.label_names()?;
+        Ok(names
+            .iter()
+            .any(|n| self.ext_labels.get(n).is_some() || dropped.iter().any(|d| d == n)))
     }
 
     /// Label names of the block (external ones included), sorted.

@@ -10,6 +10,7 @@ mod block;
 mod budget;
 mod fetch;
 mod lazy;
+mod merge;
 mod metrics;
 mod query;
 
@@ -92,11 +93,26 @@ impl QueryCtx {
                 self.bytes_limit
             )));
         }
+        self.hold(bytes)
+    }
+
+    /// Takes `bytes` from the memory budget for data the request keeps in memory (not a
+    /// download), waiting for room if needed.
+    pub fn hold(&mut self, bytes: u64) -> Result<(), StoreError> {
         if let Some(budget) = &self.budget {
             budget.acquire(bytes, self.held)?;
             self.held += bytes;
         }
         Ok(())
+    }
+
+    /// Gives back `bytes` of what [`Self::hold`] or [`Self::reserve`] took.
+    pub fn release(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.held);
+        if let Some(budget) = &self.budget {
+            budget.release(bytes);
+        }
+        self.held -= bytes;
     }
 
     /// Bytes of the memory budget held now: a mark for [`Self::release_to`].

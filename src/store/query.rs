@@ -1,23 +1,23 @@
 //! The queries of the StoreAPI over the served blocks.
 //!
 //! A Series request runs in three steps:
-//! 1. per block: external-label and block matchers, postings, series entries (labels and
-//!    chunk metas). The series limit is checked on postings, before any series is read;
-//! 2. a merge by label set across blocks (series of overlapping blocks become one);
-//! 3. chunks fetched batch by batch and emitted, so memory holds one batch of chunk bytes.
+//! 1. per block: external-label and block matchers, postings. The series limit is checked
+//!    on postings, before any series is read;
+//! 2. the blocks' series entries (labels and chunk metas) read a batch at a time and merged
+//!    by label set across blocks, as a stream ([`super::merge`]);
+//! 3. chunks fetched for a batch of merged series and emitted, so memory holds a few batches
+//!    of series and one batch of chunk bytes, however large the response.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ulid::Ulid;
 
 use super::block::{BlockSeries, BucketBlock, StoredChunk};
+use super::merge::{BlockCursor, Merged, MergedSeries};
 use super::{BucketStore, QueryCtx, QueryStats, StoreError};
 use crate::model::labels::METRIC_NAME;
 use crate::model::{Labels, Matcher};
-use crate::tsdb::index::ChunkMeta;
 
 /// Series whose chunks are fetched together.
 const SERIES_PER_FETCH: usize = 1000;
@@ -111,12 +111,6 @@ pub struct LabelsQuery {
     pub partial_response: bool,
 }
 
-/// A series after the merge: its labels and its chunks, each with the block it lives in.
-struct Merged {
-    labels: Labels,
-    chunks: Vec<(usize, ChunkMeta)>,
-}
-
 impl BucketStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         if self.is_ready() {
@@ -161,11 +155,12 @@ impl BucketStore {
         let mut summary = SeriesSummary::default();
         let started = Instant::now();
 
-        let blocks = self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers);
-        let mut per_block: Vec<(Arc<BucketBlock>, Vec<BlockSeries>)> = Vec::new();
+        let selected = self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers);
         let mut postings_total = 0u64;
-        for (block, matchers) in blocks {
-            let result = block.postings(&matchers, &mut ctx).and_then(|refs| {
+        let mut cursors = Vec::with_capacity(selected.len());
+        let count = selected.len();
+        for (block, matchers) in selected {
+            let cursor = block.postings(&matchers, &mut ctx).and_then(|refs| {
                 postings_total += refs.len() as u64;
                 if limits.series > 0 && postings_total > limits.series {
                     return Err(StoreError::ResourceExhausted(format!(
@@ -173,13 +168,12 @@ impl BucketStore {
                         limits.series
                     )));
                 }
-                block.series(&refs, q.min_time, q.max_time, &mut ctx)
+                BlockCursor::new(block.clone(), refs, count, q)
             });
-            match result {
-                Ok(mut series) => {
-                    finish_block_series(&mut series, q);
+            match cursor {
+                Ok(c) => {
                     summary.queried_blocks.push(block.id);
-                    per_block.push((block, series));
+                    cursors.push(c);
                 }
                 Err(e) => block_failed(block.id, e, q.partial_response, emit)?,
             }
@@ -188,44 +182,54 @@ impl BucketStore {
         ctx.stats.get_all_duration = started.elapsed();
 
         let merge_started = Instant::now();
-        let mut merged = merge(&per_block);
-        // The merge copied what it needs; the per-block lists can go.
-        for b in &mut per_block {
-            b.1 = Vec::new();
-        }
-        if q.limit > 0 {
-            merged.truncate(q.limit as usize);
-        }
-        let chunk_count: u64 = merged.iter().map(|m| m.chunks.len() as u64).sum();
-        if limits.samples > 0 && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples {
-            return Err(StoreError::ResourceExhausted(format!(
-                "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
-                chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
-                limits.samples
-            )));
-        }
-        ctx.stats.merged_series_count = merged.len() as i64;
-
-        let blocks: Vec<Arc<BucketBlock>> = per_block.into_iter().map(|b| b.0).collect();
-        // Blocks whose chunks failed: left out of the rest of the response.
+        let blocks: Vec<Arc<BucketBlock>> = cursors.iter().map(|c| c.block.clone()).collect();
+        let mut merged = MergedSeries::new(cursors);
+        // Blocks that failed: left out of the rest of the response.
         let mut failed = vec![false; blocks.len()];
-        for batch in merged.chunks(SERIES_PER_FETCH) {
-            // The batch's chunk bytes go back to the memory budget once it is sent.
-            let index_phase = ctx.held();
-            let chunks = if q.skip_chunks {
-                vec![Vec::new(); batch.len()]
+        let mut sent = 0u64;
+        let mut chunk_count = 0u64;
+        let mut batch: Vec<Merged> = Vec::with_capacity(SERIES_PER_FETCH);
+        loop {
+            let next = if q.limit > 0 && sent + batch.len() as u64 >= q.limit {
+                None
             } else {
-                fetch_batch(&blocks, batch, &mut failed, &mut ctx, &mut |id, e| {
+                merged.next(q, &mut ctx, &mut failed, &mut |id, e| {
                     block_failed(id, e, q.partial_response, emit)
                 })?
             };
-            for (m, chunks) in batch.iter().zip(chunks) {
+            let done = next.is_none();
+            if let Some(m) = next {
+                chunk_count += m.chunks.len() as u64;
+                if limits.samples > 0 && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples {
+                    return Err(StoreError::ResourceExhausted(format!(
+                        "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
+                        chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
+                        limits.samples
+                    )));
+                }
+                batch.push(m);
+                if batch.len() < SERIES_PER_FETCH {
+                    continue;
+                }
+            }
+            // The batch's chunk bytes go back to the memory budget once it is sent.
+            let mark = ctx.held();
+            let chunks = if q.skip_chunks {
+                vec![Vec::new(); batch.len()]
+            } else {
+                fetch_batch(&blocks, &batch, &mut failed, &mut ctx, &mut |id, e| {
+                    block_failed(id, e, q.partial_response, emit)
+                })?
+            };
+            for (m, chunks) in batch.drain(..).zip(chunks) {
                 if chunks.is_empty() && !q.skip_chunks {
                     continue; // all its chunks were in failed blocks
                 }
+                ctx.stats.merged_series_count += 1;
                 ctx.stats.merged_chunks_count += chunks.len() as i64;
+                sent += 1;
                 let out = SeriesOut {
-                    labels: m.labels.clone(),
+                    labels: m.labels,
                     chunks,
                 };
                 if !emit(SeriesEvent::Series(out)) {
@@ -233,7 +237,10 @@ impl BucketStore {
                     return Ok(summary);
                 }
             }
-            ctx.release_to(index_phase);
+            ctx.release_to(mark);
+            if done {
+                break;
+            }
         }
         ctx.stats.merge_duration = merge_started.elapsed();
         summary.stats = std::mem::take(&mut ctx.stats);
@@ -351,66 +358,6 @@ fn block_failed(
     } else {
         Err(e)
     }
-}
-
-/// Drops replica labels and other shards' series, and restores label order, which external
-/// labels and dropped labels can change; series that became equal are merged.
-fn finish_block_series(series: &mut Vec<BlockSeries>, q: &SeriesQuery) {
-    if !q.without_replica_labels.is_empty() {
-        for s in series.iter_mut() {
-            if s.labels
-                .iter()
-                .any(|l| q.without_replica_labels.contains(&l.name))
-            {
-                s.labels = Labels::from_pairs(
-                    s.labels
-                        .iter()
-                        .filter(|l| !q.without_replica_labels.contains(&l.name))
-                        .map(|l| (l.name.as_str(), l.value.as_str())),
-                );
-            }
-        }
-    }
-    if let Some(shard) = &q.shard {
-        series.retain(|s| shard.matches(&s.labels));
-    }
-    if !series.windows(2).all(|w| w[0].labels <= w[1].labels) {
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-    }
-    series.dedup_by(|later, kept| {
-        if later.labels == kept.labels {
-            kept.chunks.append(&mut later.chunks);
-            true
-        } else {
-            false
-        }
-    });
-}
-
-/// K-way merge of the blocks' sorted series by label set.
-fn merge(per_block: &[(Arc<BucketBlock>, Vec<BlockSeries>)]) -> Vec<Merged> {
-    let mut heap: BinaryHeap<Reverse<(&Labels, usize, usize)>> = per_block
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, s))| !s.is_empty())
-        .map(|(b, (_, s))| Reverse((&s[0].labels, b, 0)))
-        .collect();
-    let mut out: Vec<Merged> = Vec::new();
-    while let Some(Reverse((labels, b, i))) = heap.pop() {
-        let series = &per_block[b].1;
-        let chunks = series[i].chunks.iter().map(|c| (b, *c));
-        match out.last_mut() {
-            Some(last) if &last.labels == labels => last.chunks.extend(chunks),
-            _ => out.push(Merged {
-                labels: labels.clone(),
-                chunks: chunks.collect(),
-            }),
-        }
-        if let Some(next) = series.get(i + 1) {
-            heap.push(Reverse((&next.labels, b, i + 1)));
-        }
-    }
-    out
 }
 
 /// Fetches the chunks of a batch of merged series, block by block; returns per series its

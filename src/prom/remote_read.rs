@@ -1,6 +1,6 @@
 //! Prometheus remote read on the wire, pure: the snappy-compressed request, the frames of a
 //! streamed (STREAMED_XOR_CHUNKS) reply, the SAMPLES reply, and samples re-encoded as XOR
-//! chunks. No I/O: the HTTP client in `prometheus.rs` feeds bytes in.
+//! chunks. No I/O: the HTTP client in `client.rs` feeds bytes in.
 //!
 //! ```text
 //! streamed reply: frame*

@@ -1,4 +1,4 @@
-//! The HTTP client of the Prometheus the sidecar runs next to: remote read (streamed XOR
+//! The HTTP client of a Prometheus server: remote read (streamed XOR
 //! chunks, SAMPLES as the fallback), the label and series APIs, its running config (for the
 //! external labels) and its lowest timestamp.
 

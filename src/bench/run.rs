@@ -1,0 +1,630 @@
+//! The phases of a bench run: start (or reach) the store, time the first query, warm up,
+//! measure, time a warm restart, compare with Prometheus.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use parking_lot::Mutex;
+use tonic::transport::Channel;
+
+use super::client::{connect, remote_read_request, served_span, store_request, Outcome};
+use super::latency::{median, Latencies};
+use super::process::{link_blocks, spawn_prometheus, Managed, StoreProcess};
+use super::report::{
+    rss_growth, CompareRow, Comparison, OverFetch, ProcessReport, Report, RequestReport, RssPoint,
+    SectionBytes, Settings, TargetReport, Totals,
+};
+use super::scrape::{bucket_fetched_bytes, cache_figures, Scrape};
+use super::workload::{RequestKind, RequestSpec, Workload};
+use super::BenchError;
+use crate::prom::PrometheusClient;
+use crate::proto::thanos::store_client::StoreClient;
+
+/// What to benchmark.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Start `stele store` (this executable) over a bucket.
+    Start {
+        objstore_yaml: String,
+        /// Shown in reports: where the blocks are.
+        data: String,
+        /// More `stele store` flags, e.g. `--index-cache-size=1GB`.
+        store_args: Vec<String>,
+        index_cache_size: Option<u64>,
+        /// Keep the store's data dir from an earlier run (index headers on disk) instead
+        /// of starting from an empty one.
+        keep_data_dir: bool,
+    },
+    /// A StoreAPI server already running; its /metrics when `http` is given.
+    Running { grpc: String, http: Option<String> },
+}
+
+/// How long the measured phase lasts.
+#[derive(Debug, Clone, Copy)]
+pub enum Length {
+    Duration(Duration),
+    Requests(u64),
+}
+
+/// `--compare-prometheus`: the same blocks served by a real Prometheus.
+#[derive(Debug, Clone)]
+pub struct Compare {
+    /// Block directories (local) that Prometheus gets hard links of.
+    pub blocks: Vec<PathBuf>,
+    /// Interleaved rounds per selector (after one warm-up round of each).
+    pub rounds: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub target: Target,
+    pub workload: Workload,
+    /// Shown in reports.
+    pub workload_name: String,
+    pub concurrency: usize,
+    pub length: Length,
+    /// Rounds of the whole mix before measuring.
+    pub warmup_rounds: u32,
+    /// The request timed after each start; default the first series request of the mix.
+    pub probe: Option<String>,
+    /// Sequential probe runs whose median is the warm latency.
+    pub probe_runs: u32,
+    pub compare: Option<Compare>,
+    /// Scratch space: the store's data dir, logs, Prometheus' data dir.
+    pub work_dir: PathBuf,
+    /// How often the store's RSS is sampled.
+    pub rss_interval: Duration,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Everything the measured phase sums up for one workload entry.
+#[derive(Debug, Default)]
+struct Tally {
+    latencies: Latencies,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+    series: u64,
+    samples: u64,
+    chunk_bytes: u64,
+    postings: (u64, u64),
+    series_bytes: (u64, u64),
+    chunks: (u64, u64),
+}
+
+impl Tally {
+    fn add(&mut self, result: Result<Outcome, String>) {
+        self.requests += 1;
+        match result {
+            Ok(o) => {
+                self.latencies.record(o.latency);
+                self.series += o.series;
+                self.samples += o.samples;
+                self.chunk_bytes += o.chunk_bytes;
+                if let Some(s) = o.stats {
+                    let add = |acc: &mut (u64, u64), touched: i64, fetched: i64| {
+                        acc.0 += touched.max(0) as u64;
+                        acc.1 += fetched.max(0) as u64;
+                    };
+                    add(
+                        &mut self.postings,
+                        s.postings_touched_size_sum,
+                        s.postings_fetched_size_sum,
+                    );
+                    add(
+                        &mut self.series_bytes,
+                        s.series_touched_size_sum,
+                        s.series_fetched_size_sum,
+                    );
+                    add(
+                        &mut self.chunks,
+                        s.chunks_touched_size_sum,
+                        s.chunks_fetched_size_sum,
+                    );
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// A phase of concurrent requests: the mix in round order until the limit or the deadline.
+struct Phase {
+    next: AtomicU64,
+    limit: Option<u64>,
+    deadline: Option<Instant>,
+}
+
+impl Phase {
+    fn claim(&self) -> Option<u64> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.limit {
+            Some(limit) if i >= limit => None,
+            _ => Some(i),
+        }
+    }
+}
+
+struct Shared {
+    workload: Workload,
+    order: Vec<usize>,
+    spans: Vec<(i64, i64)>,
+}
+
+async fn drive(
+    clients: &[StoreClient<Channel>],
+    shared: &Arc<Shared>,
+    phase: Phase,
+    bar: &ProgressBar,
+    count_on_bar: bool,
+) -> Vec<Tally> {
+    let tallies: Arc<Mutex<Vec<Tally>>> = Arc::new(Mutex::new(
+        (0..shared.workload.requests.len())
+            .map(|_| Tally::default())
+            .collect(),
+    ));
+    let phase = Arc::new(phase);
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (mut client, shared, phase, tallies, bar) = (
+            client.clone(),
+            shared.clone(),
+            phase.clone(),
+            tallies.clone(),
+            bar.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while let Some(i) = phase.claim() {
+                let idx = shared.order[i as usize % shared.order.len()];
+                let spec = &shared.workload.requests[idx];
+                let (min, max) = shared.spans[idx];
+                let result = store_request(&mut client, spec, min, max)
+                    .await
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
+                tallies.lock()[idx].add(result);
+                if count_on_bar {
+                    bar.inc(1);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let done = std::mem::take(&mut *tallies.lock());
+    done
+}
+
+async fn scrape(http: &Option<String>) -> Option<Scrape> {
+    let url = format!("{}/metrics", http.as_ref()?);
+    let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+    let s = Scrape::parse(&text);
+    (!s.is_empty()).then_some(s)
+}
+
+/// One request's latency in ms, failing the run when it fails (the probe must work).
+async fn timed(
+    client: &mut StoreClient<Channel>,
+    spec: &RequestSpec,
+    span: (i64, i64),
+) -> Result<Outcome, BenchError> {
+    store_request(client, spec, span.0, span.1)
+        .await
+        .map_err(|s| BenchError::Request(format!("{}: {:?}: {}", spec.name, s.code(), s.message())))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Samples the store's VmRSS until dropped; times are relative to `origin`.
+struct RssSampler {
+    points: Arc<Mutex<Vec<(Instant, u64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32, every: Duration) -> Self {
+        let points = Arc::new(Mutex::new(Vec::new()));
+        let sink = points.clone();
+        let task = tokio::spawn(async move {
+            let path = format!("/proc/{pid}/status");
+            loop {
+                if let Some(rss) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| super::process::status_bytes(&s, "VmRSS"))
+                {
+                    sink.lock().push((Instant::now(), rss));
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        RssSampler { points, task }
+    }
+
+    fn finish(self, origin: Instant) -> Vec<RssPoint> {
+        self.task.abort();
+        self.points
+            .lock()
+            .iter()
+            .map(|&(at, bytes)| RssPoint {
+                t_s: if at >= origin {
+                    (at - origin).as_secs_f64()
+                } else {
+                    -(origin - at).as_secs_f64()
+                },
+                bytes,
+            })
+            .collect()
+    }
+}
+
+/// Runs the whole benchmark. Progress (phase names, requests) goes to `bar`.
+pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, BenchError> {
+    let workload = &config.workload;
+    let probe = match &config.probe {
+        Some(name) => workload.find(name).ok_or_else(|| {
+            BenchError::Request(format!("--probe {name:?} is not in the workload"))
+        })?,
+        None => workload
+            .requests
+            .iter()
+            .position(|r| r.kind == RequestKind::Series)
+            .unwrap_or(0),
+    };
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| BenchError::io(&config.work_dir, e))?;
+
+    // Start (or reach) the store.
+    let mut process_report = None;
+    let mut store: Option<StoreProcess> = None;
+    let (grpc, http) = match &config.target {
+        Target::Start {
+            objstore_yaml,
+            store_args,
+            keep_data_dir,
+            ..
+        } => {
+            bar.set_message("starting stele store");
+            let data_dir = config.work_dir.join("store-data");
+            if !keep_data_dir && data_dir.exists() {
+                std::fs::remove_dir_all(&data_dir).map_err(|e| BenchError::io(&data_dir, e))?;
+            }
+            let started = Instant::now();
+            let mut s = StoreProcess::spawn(
+                objstore_yaml,
+                &data_dir,
+                store_args,
+                &config.work_dir.join("store.log"),
+            )?;
+            let ready = s.process.wait_ready(started, READY_TIMEOUT).await?;
+            process_report = Some(ProcessReport {
+                start_to_ready_cold_ms: ms(ready),
+                probe: workload.requests[probe].name.clone(),
+                ..Default::default()
+            });
+            let endpoints = (s.grpc.clone(), Some(s.process.http.clone()));
+            store = Some(s);
+            endpoints
+        }
+        Target::Running { grpc, http } => (grpc.clone(), http.clone()),
+    };
+
+    let (data_min, data_max) = served_span(&grpc).await?;
+    let spans: Vec<(i64, i64)> = workload
+        .requests
+        .iter()
+        .map(|r| r.range.resolve(data_min, data_max))
+        .collect();
+    let mut probe_client = connect(&grpc).await?;
+    if let Some(p) = process_report.as_mut() {
+        bar.set_message(format!("first {} after start", p.probe));
+        let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+        p.first_query_cold_ms = ms(first.latency);
+    }
+
+    let mut clients = Vec::with_capacity(config.concurrency);
+    for _ in 0..config.concurrency.max(1) {
+        clients.push(connect(&grpc).await?);
+    }
+    let shared = Arc::new(Shared {
+        order: workload.round(),
+        workload: workload.clone(),
+        spans: spans.clone(),
+    });
+    let sampler = store
+        .as_ref()
+        .map(|s| RssSampler::start(s.process.pid(), config.rss_interval));
+
+    let warmup = u64::from(config.warmup_rounds) * shared.order.len() as u64;
+    if warmup > 0 {
+        bar.set_message("warm-up");
+        bar.set_length(warmup);
+        bar.set_position(0);
+        let phase = Phase {
+            next: AtomicU64::new(0),
+            limit: Some(warmup),
+            deadline: None,
+        };
+        drive(&clients, &shared, phase, bar, true).await;
+    }
+
+    let before = scrape(&http).await;
+    bar.set_message("measuring");
+    bar.set_position(0);
+    let started = Instant::now();
+    let (phase, ticker) = match config.length {
+        Length::Requests(n) => {
+            bar.set_length(n);
+            (
+                Phase {
+                    next: AtomicU64::new(0),
+                    limit: Some(n),
+                    deadline: None,
+                },
+                None,
+            )
+        }
+        Length::Duration(d) => {
+            bar.set_length(d.as_secs().max(1));
+            let bar = bar.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    bar.set_position(started.elapsed().as_secs());
+                }
+            });
+            (
+                Phase {
+                    next: AtomicU64::new(0),
+                    limit: None,
+                    deadline: Some(started + d),
+                },
+                Some(ticker),
+            )
+        }
+    };
+    let tallies = drive(
+        &clients,
+        &shared,
+        phase,
+        bar,
+        matches!(config.length, Length::Requests(_)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let after = scrape(&http).await;
+    let rss = sampler.map(|s| s.finish(started));
+
+    let requests: Vec<RequestReport> = workload
+        .requests
+        .iter()
+        .zip(&tallies)
+        .map(|(spec, t)| RequestReport {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            selector: spec.selector.clone(),
+            range: spec.range_text.clone(),
+            skip_chunks: spec.skip_chunks,
+            requests: t.requests,
+            errors: t.errors,
+            first_error: t.first_error.clone(),
+            series: t.series,
+            samples: t.samples,
+            chunk_bytes: t.chunk_bytes,
+            latency: t.latencies.summary(),
+            distribution: t.latencies.distribution(24),
+        })
+        .collect();
+    let sum = |f: fn(&Tally) -> (u64, u64)| {
+        let (t, f) = tallies
+            .iter()
+            .map(f)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        SectionBytes::new(t, f)
+    };
+    let mut over_fetch = OverFetch::new(
+        sum(|t| t.postings),
+        sum(|t| t.series_bytes),
+        sum(|t| t.chunks),
+    );
+    let mut cache = Vec::new();
+    if let (Some(b), Some(a)) = (&before, &after) {
+        over_fetch.bucket_fetched_bytes = Some(bucket_fetched_bytes(b, a));
+        cache = cache_figures(b, a);
+    }
+
+    // Warm latency of the probe, then a warm restart.
+    if let Some(p) = process_report.as_mut() {
+        bar.set_message(format!("{} warm", p.probe));
+        let mut warm = Vec::new();
+        for _ in 0..config.probe_runs.max(1) {
+            warm.push(ms(timed(
+                &mut probe_client,
+                &workload.requests[probe],
+                spans[probe],
+            )
+            .await?
+            .latency));
+        }
+        p.probe_warm_ms = median(&warm);
+        p.cold_over_warm = p.first_query_cold_ms / p.probe_warm_ms.max(1e-9);
+        let rss = rss.unwrap_or_default();
+        p.peak_rss_measured_bytes = rss
+            .iter()
+            .filter(|r| r.t_s >= 0.0)
+            .map(|r| r.bytes)
+            .max()
+            .unwrap_or(0);
+        p.rss_growth = rss_growth(&rss);
+        p.rss = rss;
+        if let Some(s) = &store {
+            p.peak_rss_bytes = s.process.memory("VmHWM").unwrap_or(0);
+            if let Some(a) = &after {
+                p.blocks = a.value("stele_store_blocks_loaded", &[]) as u64;
+            }
+        }
+    }
+    drop(clients);
+
+    let mut grpc = grpc;
+    if let (
+        Some(s),
+        Some(p),
+        Target::Start {
+            objstore_yaml,
+            store_args,
+            ..
+        },
+    ) = (store.take(), process_report.as_mut(), &config.target)
+    {
+        bar.set_message("warm restart");
+        s.process.stop(STOP_GRACE);
+        let started = Instant::now();
+        let mut s = StoreProcess::spawn(
+            objstore_yaml,
+            &config.work_dir.join("store-data"),
+            store_args,
+            &config.work_dir.join("store-restart.log"),
+        )?;
+        p.start_to_ready_warm_ms = Some(ms(s.process.wait_ready(started, READY_TIMEOUT).await?));
+        probe_client = connect(&s.grpc).await?;
+        let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+        p.first_query_warm_restart_ms = Some(ms(first.latency));
+        p.warm_restart_over_warm = Some(ms(first.latency) / p.probe_warm_ms.max(1e-9));
+        grpc = s.grpc.clone();
+        store = Some(s);
+    }
+
+    let comparison = match &config.compare {
+        Some(c) => Some(compare(config, c, &mut probe_client, &spans, bar).await?),
+        None => None,
+    };
+    if let Some(s) = store {
+        s.process.stop(STOP_GRACE);
+    }
+
+    let (data, index_cache_size) = match &config.target {
+        Target::Start {
+            data,
+            index_cache_size,
+            ..
+        } => (data.clone(), *index_cache_size),
+        Target::Running { .. } => ("(a running server)".to_string(), None),
+    };
+    Ok(Report {
+        stele_version: env!("CARGO_PKG_VERSION").to_string(),
+        target: TargetReport {
+            address: grpc,
+            started_by_bench: process_report.is_some(),
+            data,
+            data_min_time_ms: data_min,
+            data_max_time_ms: data_max,
+            index_cache_size_bytes: index_cache_size,
+        },
+        settings: Settings {
+            workload: config.workload_name.clone(),
+            concurrency: config.concurrency,
+            duration_s: match config.length {
+                Length::Duration(d) => Some(d.as_secs_f64()),
+                Length::Requests(_) => None,
+            },
+            request_count: match config.length {
+                Length::Requests(n) => Some(n),
+                Length::Duration(_) => None,
+            },
+            warmup_rounds: config.warmup_rounds,
+        },
+        totals: Totals::from_rows(&requests, elapsed.as_secs_f64()),
+        requests,
+        over_fetch,
+        cache,
+        process: process_report,
+        comparison,
+    })
+}
+
+/// The Series requests of the mix (those with chunks: remote read has no skip_chunks) against
+/// Prometheus' remote read over the same blocks, interleaved: stele, Prometheus, stele, …
+async fn compare(
+    config: &BenchConfig,
+    c: &Compare,
+    stele: &mut StoreClient<Channel>,
+    spans: &[(i64, i64)],
+    bar: &ProgressBar,
+) -> Result<Comparison, BenchError> {
+    bar.set_message("starting Prometheus");
+    let prom_dir = config.work_dir.join("prometheus");
+    if prom_dir.exists() {
+        std::fs::remove_dir_all(&prom_dir).map_err(|e| BenchError::io(&prom_dir, e))?;
+    }
+    link_blocks(&c.blocks, &prom_dir)?;
+    let mut prometheus: Managed =
+        spawn_prometheus(&prom_dir, &config.work_dir.join("prometheus.log"))?;
+    prometheus.wait_ready(Instant::now(), READY_TIMEOUT).await?;
+    let remote = PrometheusClient::new(&prometheus.http, READY_TIMEOUT)?;
+
+    let selected: Vec<usize> = config
+        .workload
+        .requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == RequestKind::Series && !r.skip_chunks)
+        .map(|(i, _)| i)
+        .collect();
+    let rounds = c.rounds.max(1);
+    bar.set_message("stele vs Prometheus");
+    bar.set_length(selected.len() as u64 * u64::from(rounds + 1));
+    bar.set_position(0);
+    let mut rows = Vec::new();
+    for idx in selected {
+        let spec = &config.workload.requests[idx];
+        let (min, max) = spans[idx];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut sa, mut sb) = (Outcome::default(), Outcome::default());
+        // Round 0 warms both up and is not counted.
+        for round in 0..=rounds {
+            let x = timed(stele, spec, (min, max)).await?;
+            let y = remote_read_request(&remote, spec, min, max).await?;
+            if round > 0 {
+                a.push(ms(x.latency));
+                b.push(ms(y.latency));
+            }
+            (sa, sb) = (x, y);
+            bar.inc(1);
+        }
+        let (ma, mb) = (median(&a), median(&b));
+        rows.push(CompareRow {
+            name: spec.name.clone(),
+            selector: spec.selector.clone(),
+            range: spec.range_text.clone(),
+            stele_median_ms: ma,
+            prometheus_median_ms: mb,
+            ratio: ma / mb.max(1e-9),
+            stele_series: sa.series,
+            prometheus_series: sb.series,
+            stele_samples: sa.samples,
+            prometheus_samples: sb.samples,
+        });
+    }
+    let url = prometheus.http.clone();
+    prometheus.stop(STOP_GRACE);
+    Ok(Comparison {
+        prometheus_url: url,
+        rounds,
+        rows,
+    })
+}

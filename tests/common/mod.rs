@@ -110,8 +110,27 @@ impl MemcachedServer {
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
     }
 
+    /// Freezes the server and waits until every one of its threads has stopped (SIGSTOP is
+    /// delivered asynchronously).
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        let pid = self.child.as_ref().unwrap().id();
+        let all_stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .all(|t| {
+                    let stat =
+                        std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                    // The state follows the parenthesised command name.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_stopped() {
+            assert!(Instant::now() < deadline, "memcached did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn resume(&self) {

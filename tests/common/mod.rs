@@ -146,18 +146,11 @@ impl MemcachedServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start memcached");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("memcached exited with {status} (its output is above)");
-            }
-            if std::net::TcpStream::connect(self.address()).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("memcached did not start listening on {}", self.address());
+        let address = self.address();
+        let child = self.child.insert(child);
+        wait_started(child, "memcached", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&address).is_ok()
+        });
     }
 }
 
@@ -168,6 +161,27 @@ impl Drop for MemcachedServer {
         }
         self.stop();
     }
+}
+
+/// Waits until `ready` says the server `child` has started; panics when it exits first or does
+/// not get ready within `timeout` (its output is inherited, so it stands above the panic).
+pub fn wait_started(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited with {status} (its output is above)");
+        }
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not get ready within {timeout:?}");
 }
 
 /// Runs a command and returns its stdout, panicking with stderr on failure.
@@ -270,18 +284,11 @@ impl PrometheusServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start prometheus");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("prometheus exited with {status} (its output is above)");
-            }
-            if http_get(&format!("{}/-/ready", self.url)).is_ok_and(|(status, _)| status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("prometheus did not become ready at {}", self.url);
+        let url = self.url.clone();
+        let child = self.child.insert(child);
+        wait_started(child, "prometheus", Duration::from_secs(60), || {
+            http_get(&format!("{url}/-/ready")).is_ok_and(|(status, _)| status == 200)
+        });
     }
 }
 

@@ -292,3 +292,28 @@ fn puts_never_wait_when_the_queue_is_full() {
         10
     );
 }
+
+#[test]
+fn keys_spread_over_servers_and_one_down_costs_only_its_keys() {
+    let a = MemcachedServer::start();
+    let mut b = MemcachedServer::start();
+    let c = client(MemcachedConfig {
+        addresses: vec![a.address(), b.address()],
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for k in &refs {
+        c.set(k, k.as_bytes(), TTL).unwrap();
+    }
+    let got = c.get_multi(&refs);
+    assert!(got.iter().zip(&refs).all(|(g, k)| g.as_deref() == Some(k.as_bytes())));
+    // One round trip per server.
+    assert_eq!(c.metrics().operations(OP_GET_MULTI), 2);
+
+    b.stop();
+    let found = c.get_multi(&refs).iter().filter(|g| g.is_some()).count();
+    assert!((50..150).contains(&found), "{found} of 200 found with one of two servers");
+    assert_eq!(c.metrics().failures(OP_GET_MULTI, "network-error"), 1);
+}

@@ -6,7 +6,7 @@
 //! network for up to the configured timeout.
 //!
 //! Keys go to servers by jump consistent hashing, as in Thanos, so adding a server moves few
-//! keys. A server that failed with a network error or a timeout is skipped for
+//! keys; a multi-get asks the servers concerned in parallel. A server that failed with a network error or a timeout is skipped for
 //! [`DOWN_BACKOFF`], so an unreachable memcached costs each query at most one timeout a second
 //! rather than one per lookup.
 
@@ -534,6 +534,7 @@ impl Inner {
         self.log.warn(operation, &server.addr, e);
     }
 
+    /// Asks each server for its keys, the servers in parallel when there are several.
     fn get_multi(&self, keys: &[&str]) -> Vec<Option<Bytes>> {
         let mut out = vec![None; keys.len()];
         if keys.is_empty() || self.servers.is_empty() {
@@ -544,52 +545,70 @@ impl Inner {
         for (i, k) in keys.iter().enumerate() {
             by_server[self.server_of(k)].push(i);
         }
+        let jobs: Vec<(&Server, Vec<usize>)> = self
+            .servers
+            .iter()
+            .zip(by_server)
+            .filter(|(_, wanted)| !wanted.is_empty())
+            .collect();
+        let found: Vec<Vec<(usize, Bytes)>> = if jobs.len() == 1 {
+            vec![self.get_from(jobs[0].0, &jobs[0].1, keys)]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = jobs
+                    .iter()
+                    .map(|(server, wanted)| scope.spawn(|| self.get_from(server, wanted, keys)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        for (i, value) in found.into_iter().flatten() {
+            out[i] = Some(value);
+        }
+        out
+    }
+
+    /// The values of `keys[i]` for the `wanted` indexes that `server` has, a batch of
+    /// `max_get_multi_batch_size` keys per round trip.
+    fn get_from(&self, server: &Server, wanted: &[usize], keys: &[&str]) -> Vec<(usize, Bytes)> {
+        let mut out = Vec::new();
+        if server.is_down() {
+            self.metrics.skip(OP_GET_MULTI, "server-down");
+            return out;
+        }
         let batch = match self.config.max_get_multi_batch_size {
             0 => usize::MAX,
             n => n,
         };
-        for (server, wanted) in self.servers.iter().zip(by_server) {
-            if wanted.is_empty() {
+        let op = OpLabels {
+            operation: OP_GET_MULTI,
+        };
+        for chunk in wanted.chunks(batch) {
+            let chunk_keys: Vec<&str> = chunk.iter().map(|&i| keys[i]).collect();
+            if let Some(bad) = chunk_keys.iter().find(|k| !is_valid_key(k)) {
+                let e = MemcachedError::MalformedKey(bad.to_string());
+                self.failed(OP_GET_MULTI, server, &e);
                 continue;
             }
-            if server.is_down() {
-                self.metrics.skip(OP_GET_MULTI, "server-down");
-                continue;
-            }
-            for chunk in wanted.chunks(batch) {
-                let chunk_keys: Vec<&str> = chunk.iter().map(|&i| keys[i]).collect();
-                if let Some(bad) = chunk_keys.iter().find(|k| !is_valid_key(k)) {
-                    self.failed(
-                        OP_GET_MULTI,
-                        server,
-                        &MemcachedError::MalformedKey(bad.to_string()),
+            let start = Instant::now();
+            self.metrics.operations.get_or_create(&op).inc();
+            match self.with_conn(server, |c| c.get(&chunk_keys)) {
+                Ok(mut found) => {
+                    let seconds = start.elapsed().as_secs_f64();
+                    self.metrics.duration.get_or_create(&op).observe(seconds);
+                    out.extend(
+                        chunk
+                            .iter()
+                            .filter_map(|&i| found.remove(keys[i]).map(|v| (i, v))),
                     );
-                    continue;
                 }
-                let start = Instant::now();
-                self.metrics
-                    .operations
-                    .get_or_create(&OpLabels {
-                        operation: OP_GET_MULTI,
-                    })
-                    .inc();
-                match self.with_conn(server, |c| c.get(&chunk_keys)) {
-                    Ok(mut found) => {
-                        self.metrics
-                            .duration
-                            .get_or_create(&OpLabels {
-                                operation: OP_GET_MULTI,
-                            })
-                            .observe(start.elapsed().as_secs_f64());
-                        for &i in chunk {
-                            out[i] = found.remove(keys[i]);
-                        }
-                    }
-                    Err(e) => {
-                        self.failed(OP_GET_MULTI, server, &e);
-                        if e.server_unreachable() {
-                            break;
-                        }
+                Err(e) => {
+                    self.failed(OP_GET_MULTI, server, &e);
+                    if e.server_unreachable() {
+                        break;
                     }
                 }
             }

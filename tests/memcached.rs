@@ -308,12 +308,18 @@ fn keys_spread_over_servers_and_one_down_costs_only_its_keys() {
         c.set(k, k.as_bytes(), TTL).unwrap();
     }
     let got = c.get_multi(&refs);
-    assert!(got.iter().zip(&refs).all(|(g, k)| g.as_deref() == Some(k.as_bytes())));
+    assert!(got
+        .iter()
+        .zip(&refs)
+        .all(|(g, k)| g.as_deref() == Some(k.as_bytes())));
     // One round trip per server.
     assert_eq!(c.metrics().operations(OP_GET_MULTI), 2);
 
     b.stop();
     let found = c.get_multi(&refs).iter().filter(|g| g.is_some()).count();
-    assert!((50..150).contains(&found), "{found} of 200 found with one of two servers");
+    assert!(
+        (50..150).contains(&found),
+        "{found} of 200 found with one of two servers"
+    );
     assert_eq!(c.metrics().failures(OP_GET_MULTI, "network-error"), 1);
 }

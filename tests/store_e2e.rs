@@ -5,87 +5,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::store::*;
 use common::storeapi::*;
 use common::*;
 use stele::model::Labels;
 use stele::proto::thanos;
 use stele::proto::thanos::store_client::StoreClient;
 use tonic::transport::Channel;
-
-/// A `stele store` process on loopback ports; killed on drop.
-struct StoreProcess {
-    child: Child,
-    grpc: String,
-    http: String,
-    data_dir: tempfile::TempDir,
-}
-
-impl StoreProcess {
-    fn start(objstore_yaml: &str, extra: &[&str]) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        Self::start_in(objstore_yaml, extra, data_dir)
-    }
-
-    fn start_in(objstore_yaml: &str, extra: &[&str], data_dir: tempfile::TempDir) -> Self {
-        let (grpc_port, http_port) = (free_port(), free_port());
-        let child = stele()
-            .arg("store")
-            .arg(format!("--objstore.config={objstore_yaml}"))
-            .arg(format!("--data-dir={}", data_dir.path().display()))
-            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
-            .arg(format!("--http-address=127.0.0.1:{http_port}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start stele store");
-        let p = StoreProcess {
-            child,
-            grpc: format!("http://127.0.0.1:{grpc_port}"),
-            http: format!("http://127.0.0.1:{http_port}"),
-            data_dir,
-        };
-        p.wait_ready();
-        p
-    }
-
-    fn wait_ready(&self) {
-        wait_info_ready(&self.grpc);
-    }
-
-    /// Kills the store (no clean shutdown) and hands back its data dir, to restart on it.
-    fn kill(mut self) -> tempfile::TempDir {
-        std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
-    }
-
-    /// The value of an unlabelled sample in the store's /metrics.
-    fn metric(&self, name: &str) -> f64 {
-        let (status, body) = http_get(&format!("{}/metrics", self.http)).unwrap();
-        assert_eq!(status, 200);
-        metric_value(&String::from_utf8(body).unwrap(), name)
-    }
-
-    fn client(&self, rt: &tokio::runtime::Runtime) -> StoreClient<Channel> {
-        store_client(rt, &self.grpc)
-    }
-}
-
-impl Drop for StoreProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn filesystem_yaml(dir: &Path) -> String {
-    format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        dir.display()
-    )
-}
 
 /// promtool-made blocks (awkward label values, special floats, 3 blocks) plus `stele gen`
 /// blocks without external labels (Prometheus does not know them), in one directory.

@@ -1,11 +1,22 @@
 //! The index cache: postings lists and series entries of the served blocks, as the bytes the
 //! bucket returned, and expanded postings (the series matching a whole matcher set, as a
-//! serialized roaring bitmap), in one LRU bounded in bytes.
+//! serialized roaring bitmap), in one LRU bounded in bytes, optionally backed by memcached as
+//! a second level shared by several stores.
 //!
 //! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
 //! on each other. Every shard holds at most its share of the budget; accounting is exact
-//! (key bytes, value bytes and a fixed per-entry overhead), so `stele_index_cache_bytes` is
-//! what the cache really holds. An item larger than a shard's share is not cached at all.
+//! (key bytes, stored value bytes and a fixed per-entry overhead), so `stele_index_cache_bytes`
+//! is what the cache really holds. An item larger than a shard's share is not cached at all.
+//! Large values may be held zstd-compressed ([`codec`]); the accounting counts what is held.
+//!
+//! With a [`SecondLevel`], a lookup that misses the LRU asks memcached (one multi-get for a
+//! whole batch of keys) and keeps what it finds in the LRU; a put goes to the LRU and is queued
+//! for memcached. memcached being slow or down only turns its answers into misses.
+
+pub mod codec;
+pub mod config;
+pub mod memcached;
+pub mod remote;
 
 use std::hash::{BuildHasher, Hash};
 
@@ -14,9 +25,12 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use ulid::Ulid;
 
+pub use codec::Stored;
+pub use remote::SecondLevel;
+
 /// Bookkeeping per entry beyond key and value bytes: the LRU's node and map slot, the
-/// `Bytes` header and the key's heap header.
-const ENTRY_OVERHEAD: u64 = 96;
+/// stored value's header and the key's heap header.
+const ENTRY_OVERHEAD: u64 = 104;
 const SHARDS: usize = 16;
 
 /// What an entry holds; metrics are kept per kind.
@@ -44,6 +58,31 @@ impl ItemKind {
 
     fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// How an [`IndexCache`] is set up, beyond its byte budget.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// The in-memory budget; 0 keeps nothing in memory.
+    pub max_bytes: u64,
+    /// Values longer than this are not cached (0: only the shard share bounds them).
+    pub max_item_bytes: u64,
+    /// Values at least this long are held zstd-compressed when that saves a quarter of their
+    /// bytes; 0 never compresses.
+    pub compress_min_bytes: usize,
+    /// Item kinds cached at all.
+    pub enabled: Vec<ItemKind>,
+}
+
+impl CacheOptions {
+    pub fn in_memory(max_bytes: u64) -> Self {
+        CacheOptions {
+            max_bytes,
+            max_item_bytes: 0,
+            compress_min_bytes: 0,
+            enabled: ItemKind::ALL.to_vec(),
+        }
     }
 }
 
@@ -120,7 +159,7 @@ impl std::ops::AddAssign for KindStats {
 }
 
 struct Shard {
-    lru: LruCache<CacheKey, Bytes>,
+    lru: LruCache<CacheKey, Stored>,
     bytes: u64,
     stats: [KindStats; ItemKind::ALL.len()],
 }
@@ -143,24 +182,35 @@ pub struct IndexCache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
-    max_bytes: u64,
+    options: CacheOptions,
+    enabled: [bool; ItemKind::ALL.len()],
+    second: Option<SecondLevel>,
 }
 
 impl std::fmt::Debug for IndexCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IndexCache")
-            .field("max_bytes", &self.max_bytes)
+            .field("options", &self.options)
+            .field("second", &self.second)
             .finish_non_exhaustive()
     }
 }
 
-fn entry_size(key: &CacheKey, value: &Bytes) -> u64 {
+fn entry_size(key: &CacheKey, value: &Stored) -> u64 {
     key.size() + value.len() as u64 + ENTRY_OVERHEAD
 }
 
 impl IndexCache {
-    /// A cache holding at most `max_bytes`; 0 disables it (every lookup misses).
+    /// An in-memory cache holding at most `max_bytes`; 0 disables it (every lookup misses).
     pub fn new(max_bytes: u64) -> Self {
+        Self::with_options(CacheOptions::in_memory(max_bytes), None)
+    }
+
+    pub fn with_options(options: CacheOptions, second: Option<SecondLevel>) -> Self {
+        let mut enabled = [false; ItemKind::ALL.len()];
+        for k in &options.enabled {
+            enabled[k.index()] = true;
+        }
         IndexCache {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -171,14 +221,24 @@ impl IndexCache {
                     })
                 })
                 .collect(),
-            shard_budget: max_bytes / SHARDS as u64,
+            shard_budget: options.max_bytes / SHARDS as u64,
             hasher: Default::default(),
-            max_bytes,
+            options,
+            enabled,
+            second,
         }
     }
 
     pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
+        self.options.max_bytes
+    }
+
+    pub fn options(&self) -> &CacheOptions {
+        &self.options
+    }
+
+    pub fn second_level(&self) -> Option<&SecondLevel> {
+        self.second.as_ref()
     }
 
     /// The figures of one item kind, over all shards.
@@ -194,24 +254,74 @@ impl IndexCache {
         &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize]
     }
 
+    /// The value of `key`: from memory, else from the second level (kept in memory then).
     pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        self.get_many(std::slice::from_ref(key)).pop().flatten()
+    }
+
+    /// The values of `keys`, in order; the keys memory misses go to the second level in one
+    /// multi-get.
+    pub fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Bytes>> {
+        let mut out: Vec<Option<Bytes>> = keys.iter().map(|k| self.get_local(k)).collect();
+        let Some(second) = &self.second else {
+            return out;
+        };
+        let missing: Vec<usize> = (0..keys.len())
+            .filter(|&i| out[i].is_none() && self.enabled[keys[i].kind().index()])
+            .collect();
+        if missing.is_empty() {
+            return out;
+        }
+        let wanted: Vec<&CacheKey> = missing.iter().map(|&i| &keys[i]).collect();
+        for (i, found) in missing.into_iter().zip(second.get_many(&wanted)) {
+            let Some(stored) = found else { continue };
+            let Some(value) = stored.decode() else {
+                second
+                    .stats
+                    .malformed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            };
+            self.put_local(keys[i].clone(), stored);
+            out[i] = Some(value);
+        }
+        out
+    }
+
+    fn get_local(&self, key: &CacheKey) -> Option<Bytes> {
+        if !self.enabled[key.kind().index()] {
+            return None;
+        }
         let mut shard = self.shard(key).lock();
-        let hit = shard.lru.get(key).cloned();
+        let hit = shard.lru.get(key).and_then(Stored::decode);
         let stats = shard.stats(key.kind());
         stats.requests += 1;
         stats.hits += u64::from(hit.is_some());
         hit
     }
 
-    /// Stores `value`, evicting least recently used entries of the shard to make room.
-    /// `value` should own its bytes (not a slice of a larger buffer), or the cache would keep
-    /// the whole buffer alive; callers copy slices first.
+    /// Stores `value` in memory, evicting least recently used entries of the shard to make
+    /// room, and queues it for the second level. `value` should own its bytes (not a slice of
+    /// a larger buffer), or the cache would keep the whole buffer alive; callers copy slices
+    /// first.
     pub fn put(&self, key: CacheKey, value: Bytes) {
+        if !self.enabled[key.kind().index()] {
+            return;
+        }
+        let stored = Stored::encode(value, self.options.compress_min_bytes);
+        if let Some(second) = &self.second {
+            second.put(&key, &stored);
+        }
+        self.put_local(key, stored);
+    }
+
+    fn put_local(&self, key: CacheKey, value: Stored) {
         let kind = key.kind();
         let size = entry_size(&key, &value);
         let key_size = key.size();
         let mut shard = self.shard(&key).lock();
-        if size > self.shard_budget {
+        let max_item = self.options.max_item_bytes;
+        if size > self.shard_budget || (max_item > 0 && value.len() as u64 > max_item) {
             shard.stats(kind).too_large += 1;
             return;
         }
@@ -237,7 +347,8 @@ impl IndexCache {
         self.shards.iter().map(|s| s.lock().bytes).sum()
     }
 
-    /// Drops every entry of `block` (when it stops being served).
+    /// Drops every entry of `block` from memory (when it stops being served). memcached's
+    /// copies expire on their own: a block's contents never change, so they stay right.
     pub fn remove_block(&self, block: Ulid) {
         for shard in &self.shards {
             let mut shard = shard.lock();

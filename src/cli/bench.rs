@@ -134,7 +134,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(bench::default_workload_path);
     let workload = bench::load_workload(&workload_path)?;
-    let index_cache_size = super::store::parse_size(&args.index_cache_size)
+    let index_cache_size = crate::model::size::parse_size(&args.index_cache_size)
         .map_err(|e| anyhow::anyhow!("--index-cache-size: {e}"))?;
 
     // Local blocks: the ones served (unless a bucket or a server is given) and compared.

@@ -10,7 +10,11 @@ use clap::Args;
 
 use crate::bucket::discover::BlockFilters;
 use crate::bucket::relabel::parse_rules;
+use crate::cache::config::{Backend, IndexCacheConfig};
+use crate::cache::memcached::{MemcachedClient, MemcachedMetrics};
+use crate::cache::{CacheOptions, IndexCache, SecondLevel};
 use crate::metrics::Metrics;
+use crate::model::size::parse_size;
 use crate::model::time::{parse_duration, TimeBound};
 use crate::server::grpc::StoreApi;
 use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
@@ -99,6 +103,23 @@ pub struct StoreArgs {
     /// 1GB (base 2 as in Thanos); 0 disables it.
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_size)]
     pub index_cache_size: u64,
+    /// Thanos index-cache YAML file: `type: IN-MEMORY` (its config.max_size overrides
+    /// --index-cache-size) or `type: MEMCACHED` (memcached as a second level shared by several
+    /// stores, under an in-memory first level of --index-cache-size).
+    #[arg(long = "index-cache.config-file", value_name = "FILE")]
+    pub index_cache_config_file: Option<PathBuf>,
+    /// Thanos index-cache YAML inline (instead of --index-cache.config-file).
+    #[arg(
+        long = "index-cache.config",
+        value_name = "YAML",
+        conflicts_with = "index_cache_config_file"
+    )]
+    pub index_cache_config: Option<String>,
+    /// Index cache values at least this long (postings lists, mostly) are held
+    /// zstd-compressed, in memory and in memcached, when that saves a quarter of their bytes;
+    /// 0 never compresses.
+    #[arg(long = "index-cache.compress-min-bytes", default_value = "4KiB", value_parser = parse_size)]
+    pub index_cache_compress_min_bytes: u64,
     /// Bytes all in-flight requests may hold at once (what they download, given back as it is
     /// sent), e.g. 1GB; a request that does not fit waits, then fails with ResourceExhausted.
     /// 0: unlimited.
@@ -112,23 +133,22 @@ pub struct StoreArgs {
     pub series_max_concurrency: usize,
 }
 
-/// A size like Thanos writes it: `250MB`, `1GiB`, `512KB`, `1024` (bytes); base 2 throughout.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..digits]
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number and a unit like 250MB"))?;
-    let shift = match s[digits..].trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "KB" | "KIB" | "K" => 10,
-        "MB" | "MIB" | "M" => 20,
-        "GB" | "GIB" | "G" => 30,
-        "TB" | "TIB" | "T" => 40,
-        u => return Err(format!("invalid size {s:?}: unknown unit {u:?}")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+/// The YAML of a flag pair `--NAME` (inline) / `--NAME-file`, with which flag gave it (to
+/// name in errors).
+fn yaml_flag(
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    name: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    match (inline, file) {
+        (Some(y), _) => Ok(Some((y.clone(), format!("--{name}")))),
+        (None, Some(f)) => {
+            let source = format!("--{name}-file {}", f.display());
+            let yaml = std::fs::read_to_string(f).with_context(|| format!("reading {source}"))?;
+            Ok(Some((yaml, source)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 fn parse_time(s: &str) -> Result<TimeBound, String> {
@@ -161,26 +181,64 @@ impl StoreArgs {
     }
 
     fn objstore_yaml(&self) -> anyhow::Result<String> {
-        match (&self.objstore_config, &self.objstore_config_file) {
-            (Some(y), _) => Ok(y.clone()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("reading --objstore.config-file {}", f.display())),
-            (None, None) => anyhow::bail!(
+        match yaml_flag(&self.objstore_config, &self.objstore_config_file, "objstore.config")? {
+            Some((yaml, _)) => Ok(yaml),
+            None => anyhow::bail!(
                 "no bucket configured: pass --objstore.config-file or --objstore.config (Thanos objstore YAML)"
             ),
         }
     }
 
-    fn filters(&self) -> anyhow::Result<BlockFilters> {
-        let relabel_yaml = match (&self.relabel_config, &self.relabel_config_file) {
-            (Some(y), _) => Some(y.clone()),
-            (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| {
-                format!("reading --selector.relabel-config-file {}", f.display())
-            })?),
-            (None, None) => None,
+    /// The index cache the flags and the index-cache YAML describe; its memcached figures are
+    /// registered in `metrics`.
+    fn index_cache(&self, metrics: &Metrics) -> anyhow::Result<IndexCache> {
+        let mut options = CacheOptions {
+            compress_min_bytes: self.index_cache_compress_min_bytes as usize,
+            ..CacheOptions::in_memory(self.index_cache_size)
         };
-        let relabel = match relabel_yaml {
-            Some(y) => parse_rules(&y).context("invalid --selector.relabel-config")?,
+        let Some((yaml, source)) = yaml_flag(
+            &self.index_cache_config,
+            &self.index_cache_config_file,
+            "index-cache.config",
+        )?
+        else {
+            return Ok(IndexCache::with_options(options, None));
+        };
+        let config = IndexCacheConfig::parse(&yaml).with_context(|| format!("invalid {source}"))?;
+        for (field, why) in &config.ignored {
+            tracing::warn!(%source, field, why, "index cache configuration field ignored");
+        }
+        options.enabled = config.enabled_items.clone();
+        let second = match config.backend {
+            Backend::InMemory {
+                max_size,
+                max_item_size,
+            } => {
+                options.max_bytes = max_size.unwrap_or(options.max_bytes);
+                options.max_item_bytes = max_item_size.unwrap_or(0);
+                None
+            }
+            Backend::Memcached(memcached) => {
+                tracing::info!(addresses = ?memcached.addresses, memory_bytes = options.max_bytes,
+                    "index cache: in memory, then memcached");
+                let m = MemcachedMetrics::default();
+                m.register(metrics)?;
+                Some(SecondLevel::new(
+                    MemcachedClient::new(memcached, m),
+                    config.ttl,
+                ))
+            }
+        };
+        Ok(IndexCache::with_options(options, second))
+    }
+
+    fn filters(&self) -> anyhow::Result<BlockFilters> {
+        let relabel = match yaml_flag(
+            &self.relabel_config,
+            &self.relabel_config_file,
+            "selector.relabel-config",
+        )? {
+            Some((y, source)) => parse_rules(&y).with_context(|| format!("invalid {source}"))?,
             None => Vec::new(),
         };
         Ok(BlockFilters {
@@ -207,6 +265,8 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals()?;
     let bucket_config = crate::objstore::BucketConfig::parse(&args.objstore_yaml()?)?;
     let bucket = bucket_config.build()?;
+    let metrics = Metrics::new();
+    let cache = Arc::new(args.index_cache(&metrics)?);
     let grpc_addr = parse_listen_addr(&args.grpc_address)?;
     let http_addr = parse_listen_addr(&args.http_address)?;
     std::fs::create_dir_all(&args.data_dir)
@@ -222,7 +282,6 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         block_sync_concurrency: args.block_sync_concurrency,
         lazy_index_headers: args.lazy_index_headers,
         index_header_idle_timeout: args.index_header_idle_timeout,
-        index_cache_bytes: args.index_cache_size,
         inflight_memory_limit: args.inflight_memory_limit,
         inflight_memory_wait: args.inflight_memory_wait,
         local_bucket: bucket_config.provider == crate::objstore::Provider::Filesystem,
@@ -230,10 +289,10 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let store = Arc::new(BucketStore::new(
         bucket,
         config,
+        cache,
         tokio::runtime::Handle::current(),
     ));
 
-    let metrics = Metrics::new();
     metrics.register_collector(StoreCollector(store.clone()));
     let readiness = Readiness::new();
     readiness.set_not_ready("the first block sync has not completed");
@@ -304,17 +363,6 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_like_thanos() {
-        assert_eq!(parse_size("250MB"), Ok(250 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("512kb"), Ok(512 << 10));
-        assert!(parse_size("MB").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("99999999999TB").is_err());
-    }
 
     #[test]
     fn defaults_parse() {

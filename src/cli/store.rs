@@ -135,7 +135,7 @@ pub struct StoreArgs {
 
 /// The YAML of a flag pair `--NAME` (inline) / `--NAME-file`, with which flag gave it (to
 /// name in errors).
-fn yaml_flag(
+pub(crate) fn yaml_flag(
     inline: &Option<String>,
     file: &Option<PathBuf>,
     name: &str,

@@ -11,9 +11,10 @@ use super::BenchError;
 use crate::model::{MatchKind, Matcher};
 use crate::prom::{PrometheusClient, PrometheusError};
 use crate::proto::hintspb;
-use crate::proto::prometheus::{read_request::ResponseType, ChunkedSeries};
+use crate::proto::prometheus::{chunk, read_request::ResponseType, ChunkedSeries};
 use crate::proto::thanos;
 use crate::proto::thanos::store_client::StoreClient;
+use crate::tsdb::chunks::xor::XorIter;
 
 /// What one request returned and how long it took, from sending it to the last frame.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +101,26 @@ pub fn chunk_samples(data: &[u8]) -> u64 {
     }
 }
 
+/// The samples of a chunk spanning `[chunk_min, chunk_max]` that fall in `[min, max]`.
+///
+/// A StoreAPI server sends whole chunks (the querier trims them), Prometheus' remote read
+/// sends them cut to the range: counting only the samples in range makes the two agree.
+/// Only chunks crossing a range edge are decoded; non-XOR ones count whole.
+pub fn samples_in_range(
+    data: &[u8],
+    xor: bool,
+    (chunk_min, chunk_max): (i64, i64),
+    (min, max): (i64, i64),
+) -> u64 {
+    if !xor || (min <= chunk_min && chunk_max <= max) {
+        return chunk_samples(data);
+    }
+    match XorIter::new(data) {
+        Ok(samples) => samples.filter(|(t, _)| (min..=max).contains(t)).count() as u64,
+        Err(_) => chunk_samples(data),
+    }
+}
+
 /// Sends `spec` over `[min, max]` and reads the whole reply.
 pub async fn store_request(
     client: &mut StoreClient<Channel>,
@@ -131,10 +152,11 @@ pub async fn store_request(
             while let Some(frame) = stream.message().await? {
                 use thanos::series_response::Result as Frame;
                 match frame.result {
-                    Some(Frame::Series(s)) => count_series(&mut out, &s),
-                    Some(Frame::Batch(b)) => {
-                        b.series.iter().for_each(|s| count_series(&mut out, s))
-                    }
+                    Some(Frame::Series(s)) => count_series(&mut out, &s, (min, max)),
+                    Some(Frame::Batch(b)) => b
+                        .series
+                        .iter()
+                        .for_each(|s| count_series(&mut out, s, (min, max))),
                     Some(Frame::Hints(any)) => {
                         out.stats = hintspb::SeriesResponseHints::decode(any.value.as_slice())
                             .ok()
@@ -174,12 +196,13 @@ pub async fn store_request(
     Ok(out)
 }
 
-fn count_series(out: &mut Outcome, s: &thanos::Series) {
+fn count_series(out: &mut Outcome, s: &thanos::Series, range: (i64, i64)) {
     out.series += 1;
     for c in &s.chunks {
         if let Some(raw) = &c.raw {
             out.chunks += 1;
-            out.samples += chunk_samples(&raw.data);
+            let xor = raw.r#type == thanos::chunk::Encoding::Xor as i32;
+            out.samples += samples_in_range(&raw.data, xor, (c.min_time, c.max_time), range);
             out.chunk_bytes += raw.data.len() as u64;
         }
     }
@@ -202,7 +225,9 @@ pub async fn remote_read_request(
         }
         for c in &series.chunks {
             out.chunks += 1;
-            out.samples += chunk_samples(&c.data);
+            let xor = c.r#type == chunk::Encoding::Xor as i32;
+            let span = (c.min_time_ms, c.max_time_ms);
+            out.samples += samples_in_range(&c.data, xor, span, (min, max));
             out.chunk_bytes += c.data.len() as u64;
         }
         last_labels = series.labels;
@@ -225,6 +250,29 @@ mod tests {
         assert_eq!(chunk_samples(&[0x00, 0x78, 0xff]), 120);
         assert_eq!(chunk_samples(&[0x01, 0x00]), 256);
         assert_eq!(chunk_samples(&[7]), 0);
+    }
+
+    #[test]
+    fn only_samples_in_range_count() {
+        let mut enc = crate::tsdb::chunks::XorEncoder::new();
+        for t in (0..120).map(|i| i * 15_000) {
+            enc.append(t, 1.0);
+        }
+        let data = enc.into_bytes();
+        let span = (0, 119 * 15_000);
+        // Inside the range: the header's count, no decoding.
+        assert_eq!(samples_in_range(&data, true, span, (-1, i64::MAX)), 120);
+        // Crossing an edge: the last sample alone, the first ten (edges inclusive).
+        assert_eq!(
+            samples_in_range(&data, true, span, (119 * 15_000, i64::MAX)),
+            1
+        );
+        assert_eq!(samples_in_range(&data, true, span, (-5, 9 * 15_000)), 10);
+        // Not XOR: counted whole.
+        assert_eq!(
+            samples_in_range(&data, false, span, (119 * 15_000, i64::MAX)),
+            120
+        );
     }
 
     #[test]

@@ -185,6 +185,9 @@ pub struct ProcessReport {
     pub peak_rss_bytes: u64,
     /// Highest sampled VmRSS during the measured phase.
     pub peak_rss_measured_bytes: u64,
+    /// Highest sampled RssAnon (heap and other private memory) during the measured phase;
+    /// the rest of the RSS is file pages (mapped index headers) the kernel can drop.
+    pub peak_rss_anon_bytes: u64,
     /// Mean RSS of the last quarter of the measured phase over that of the first quarter.
     pub rss_growth: Option<f64>,
     pub rss: Vec<RssPoint>,
@@ -195,6 +198,8 @@ pub struct RssPoint {
     /// Seconds since the measured phase started (negative during warm-up).
     pub t_s: f64,
     pub bytes: u64,
+    /// RssAnon: the part of `bytes` that is not file-backed.
+    pub anon_bytes: u64,
 }
 
 /// Mean of the last quarter over mean of the first quarter of the measured samples (t >= 0).
@@ -411,6 +416,10 @@ pub fn render_text(r: &Report) -> String {
             vec![
                 "peak RSS, measured phase".into(),
                 mib(p.peak_rss_measured_bytes),
+            ],
+            vec![
+                "  of which anonymous (heap)".into(),
+                mib(p.peak_rss_anon_bytes),
             ],
             vec!["RSS last/first quarter".into(), ratio(p.rss_growth)],
         ];
@@ -635,10 +644,12 @@ mod tests {
                     RssPoint {
                         t_s: -1.0,
                         bytes: 10,
+                        anon_bytes: 5,
                     },
                     RssPoint {
                         t_s: 0.0,
                         bytes: 20,
+                        anon_bytes: 15,
                     },
                 ],
                 ..Default::default()
@@ -721,6 +732,7 @@ mod tests {
             .map(|i| RssPoint {
                 t_s: f64::from(i),
                 bytes: if i < 4 { 100 } else { 150 },
+                anon_bytes: 90,
             })
             .collect();
         assert_eq!(rss_growth(&points), Some(1.5));

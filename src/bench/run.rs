@@ -228,9 +228,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Samples the store's VmRSS until dropped; times are relative to `origin`.
+/// Samples the store's VmRSS and RssAnon until dropped; times are relative to `origin`.
 struct RssSampler {
-    points: Arc<Mutex<Vec<(Instant, u64)>>>,
+    points: Arc<Mutex<Vec<(Instant, u64, u64)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -241,11 +241,12 @@ impl RssSampler {
         let task = tokio::spawn(async move {
             let path = format!("/proc/{pid}/status");
             loop {
-                if let Some(rss) = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| super::process::status_bytes(&s, "VmRSS"))
-                {
-                    sink.lock().push((Instant::now(), rss));
+                if let Ok(status) = std::fs::read_to_string(&path) {
+                    let field = |name| super::process::status_bytes(&status, name);
+                    if let Some(rss) = field("VmRSS") {
+                        sink.lock()
+                            .push((Instant::now(), rss, field("RssAnon").unwrap_or(0)));
+                    }
                 }
                 tokio::time::sleep(every).await;
             }
@@ -258,13 +259,14 @@ impl RssSampler {
         self.points
             .lock()
             .iter()
-            .map(|&(at, bytes)| RssPoint {
+            .map(|&(at, bytes, anon_bytes)| RssPoint {
                 t_s: if at >= origin {
                     (at - origin).as_secs_f64()
                 } else {
                     -(origin - at).as_secs_f64()
                 },
                 bytes,
+                anon_bytes,
             })
             .collect()
     }
@@ -463,12 +465,9 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         p.probe_warm_ms = median(&warm);
         p.cold_over_warm = p.first_query_cold_ms / p.probe_warm_ms.max(1e-9);
         let rss = rss.unwrap_or_default();
-        p.peak_rss_measured_bytes = rss
-            .iter()
-            .filter(|r| r.t_s >= 0.0)
-            .map(|r| r.bytes)
-            .max()
-            .unwrap_or(0);
+        let measured = || rss.iter().filter(|r| r.t_s >= 0.0);
+        p.peak_rss_measured_bytes = measured().map(|r| r.bytes).max().unwrap_or(0);
+        p.peak_rss_anon_bytes = measured().map(|r| r.anon_bytes).max().unwrap_or(0);
         p.rss_growth = rss_growth(&rss);
         p.rss = rss;
         if let Some(s) = &store {

@@ -3,6 +3,8 @@
 //! - `series_entry_decode`: one series entry (CRC check + labels + chunk metas), entries/s;
 //! - `series_lookup`: `IndexReader::series`, i.e. range read + decode + symbol lookups;
 //! - `postings_decode`: one 100k-entry postings list (CRC + big-endian refs), postings/s;
+//! - `postings_bitmap`: the same list into a roaring bitmap (what the store does), against
+//!   `postings_bitmap_by_value` (decoded, then inserted ref by ref), postings/s;
 //! - `postings_lookup`: postings offset table lookup + read + decode of a small list.
 //!
 //! Run: `cargo bench --bench index`
@@ -12,8 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use stele::tsdb::index::{
-    decode_postings_list, decode_series_entry_into, split_series_entry, ChunkMeta, IndexReader,
-    IndexVersion, IndexWriter, SeriesEntryRefs,
+    decode_postings_bitmap, decode_postings_list, decode_series_entry_into, split_series_entry,
+    ChunkMeta, IndexReader, IndexVersion, IndexWriter, SeriesEntryRefs,
 };
 use stele::tsdb::source::ReadAt;
 
@@ -100,6 +102,16 @@ fn index(c: &mut Criterion) {
     group.throughput(Throughput::Elements(refs.len() as u64));
     group.bench_function("postings_decode", |b| {
         b.iter(|| decode_postings_list(&all_bytes).unwrap())
+    });
+
+    group.bench_function("postings_bitmap", |b| {
+        b.iter(|| decode_postings_bitmap(&all_bytes).unwrap())
+    });
+    group.bench_function("postings_bitmap_by_value", |b| {
+        b.iter(|| {
+            roaring::RoaringBitmap::from_sorted_iter(decode_postings_list(&all_bytes).unwrap())
+                .unwrap()
+        })
     });
 
     group.throughput(Throughput::Elements(1));

@@ -7,13 +7,21 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temporary file next to it, fsynced, then renamed
 /// over it, so a crash leaves either the old content or the new, never half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomically`] for content written piece by piece by `write`.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
+    write(&mut f)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }

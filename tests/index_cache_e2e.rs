@@ -191,6 +191,53 @@ fn answers_are_the_same_with_the_cache_on_off_tiny_compressed_and_in_memcached()
 }
 
 #[test]
+fn a_restarted_store_answers_its_first_queries_from_the_cache_it_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let span = generate(&bucket);
+    let yaml = filesystem_yaml(&bucket);
+    let series_items = r#"stele_index_cache_items{item_type="series"}"#;
+
+    let store = StoreProcess::start(&yaml, &[]);
+    let (expected, _) = ask(&store, span);
+    let held = store.metric(series_items);
+    assert!(held > 100.0);
+    let data_dir = store.stop();
+    let snapshot = data_dir.path().join("index-cache.snapshot");
+    assert!(snapshot.exists(), "no snapshot written at shutdown");
+
+    let store = StoreProcess::start_in(&yaml, &[], data_dir);
+    wait_until("the snapshot is read back", || {
+        store.metric(series_items) == held
+    });
+    let (answers, stats) = ask(&store, span);
+    assert_eq!(answers, expected, "after the restart");
+    // Its very first Series request read no postings and no series from the bucket.
+    assert_eq!(
+        (stats.postings_fetched, stats.series_fetch_count),
+        (0, 0),
+        "{stats:?}"
+    );
+
+    // A damaged snapshot costs what follows the damage, never the start or the answers.
+    let data_dir = store.stop();
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let store = StoreProcess::start_in(&yaml, &[], data_dir);
+    assert_eq!(ask(&store, span).0, expected, "after a damaged snapshot");
+
+    // Turned off: nothing is read back or written.
+    let data_dir = store.stop();
+    std::fs::remove_file(&snapshot).unwrap();
+    let store = StoreProcess::start_in(&yaml, &["--index-cache.snapshot=false"], data_dir);
+    assert_eq!(store.metric(series_items), 0.0);
+    let data_dir = store.stop();
+    assert!(!data_dir.path().join("index-cache.snapshot").exists());
+}
+
+#[test]
 fn the_store_keeps_serving_while_memcached_is_down() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");

@@ -686,7 +686,7 @@ mod tests {
 
     #[test]
     fn keys_memcached_accepts() {
-        assert!(is_valid_key("stele1:S:01ARZ3NDEKTSV4RRFFQ69G5FAV:42"));
+        assert!(is_valid_key("stele2:S:01ARZ3NDEKTSV4RRFFQ69G5FAV:42"));
         assert!(!is_valid_key(""));
         assert!(!is_valid_key("a b"));
         assert!(!is_valid_key("a\nb"));

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod memcached;
 pub mod remote;
+pub mod snapshot;
 
 use std::hash::{BuildHasher, Hash};
 
@@ -58,6 +59,12 @@ impl ItemKind {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// Postings are cached as serialized roaring bitmaps, already compact: zstd would cost
+    /// time on every put and hit for little.
+    fn compressible(self) -> bool {
+        matches!(self, ItemKind::Series)
     }
 }
 
@@ -292,12 +299,16 @@ impl IndexCache {
         if !self.enabled[key.kind().index()] {
             return None;
         }
-        let mut shard = self.shard(key).lock();
-        let hit = shard.lru.get(key).and_then(Stored::decode);
-        let stats = shard.stats(key.kind());
-        stats.requests += 1;
-        stats.hits += u64::from(hit.is_some());
-        hit
+        let stored = {
+            let mut shard = self.shard(key).lock();
+            let stored = shard.lru.get(key).cloned();
+            let stats = shard.stats(key.kind());
+            stats.requests += 1;
+            stats.hits += u64::from(stored.is_some());
+            stored
+        };
+        // Decompressed outside the shard's lock.
+        stored.and_then(|s| s.decode())
     }
 
     /// Stores `value` in memory, evicting least recently used entries of the shard to make
@@ -308,11 +319,46 @@ impl IndexCache {
         if !self.enabled[key.kind().index()] {
             return;
         }
-        let stored = Stored::encode(value, self.options.compress_min_bytes);
+        let min_bytes = match key.kind().compressible() {
+            true => self.options.compress_min_bytes,
+            false => 0,
+        };
+        let stored = Stored::encode(value, min_bytes);
         if let Some(second) = &self.second {
             second.put(&key, &stored);
         }
         self.put_local(key, stored);
+    }
+
+    /// Puts an entry saved earlier (by [`snapshot::save`]) back in memory only.
+    pub fn restore(&self, key: CacheKey, value: Stored) {
+        if self.enabled[key.kind().index()] {
+            self.put_local(key, value);
+        }
+    }
+
+    /// Every entry held in memory, the most recently used first. Shards keep their own
+    /// recency, so they are interleaved: the n-th most recent of each shard, then the n+1-th.
+    pub fn entries_most_recent_first(&self) -> Vec<(CacheKey, Stored)> {
+        let per_shard: Vec<Vec<(CacheKey, Stored)>> = self
+            .shards
+            .iter()
+            .map(|s| {
+                let shard = s.lock();
+                shard
+                    .lru
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .collect();
+        let longest = per_shard.iter().map(Vec::len).max().unwrap_or(0);
+        let mut iters: Vec<_> = per_shard.into_iter().map(Vec::into_iter).collect();
+        let mut out = Vec::new();
+        for _ in 0..longest {
+            out.extend(iters.iter_mut().filter_map(Iterator::next));
+        }
+        out
     }
 
     fn put_local(&self, key: CacheKey, value: Stored) {

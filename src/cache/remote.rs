@@ -1,7 +1,7 @@
 //! The index cache's shared second level: cache keys and values as memcached items.
 //!
-//! A key becomes its full text (`stele1:` + kind + block + what), used as the memcached key
-//! when memcached accepts it, else replaced by `stele1:H:` + the SHA-256 of the text. The value
+//! A key becomes its full text (`stele2:` + kind + block + what), used as the memcached key
+//! when memcached accepts it, else replaced by `stele2:H:` + the SHA-256 of the text. The value
 //! carries the full key text in front of the payload, and a lookup whose text differs is a
 //! miss: a hash collision (or another program's item under the same key) can never hand back
 //! the wrong postings or series.
@@ -19,7 +19,9 @@ use super::{CacheKey, ItemKind};
 const MAGIC: &[u8; 4] = b"STL1";
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
-const KEY_PREFIX: &str = "stele1:";
+/// Versioned: bumped whenever a value's format changes (2: postings as roaring bitmaps), so
+/// stores of different versions sharing a memcached never read each other's values.
+const KEY_PREFIX: &str = "stele2:";
 
 /// Hashes a key text too long or awkward for memcached into 32 bytes.
 pub type KeyHash = fn(&[u8]) -> [u8; 32];
@@ -220,7 +222,7 @@ mod tests {
         for k in [&spaced, &long] {
             let w = wire_key(&k.text(), sha256);
             assert!(is_valid_key(&w), "{w}");
-            assert!(w.starts_with("stele1:H:"));
+            assert!(w.starts_with("stele2:H:"));
         }
         // A name and value can not be re-split into another pair.
         let a = CacheKey::Postings {
@@ -239,15 +241,15 @@ mod tests {
     #[test]
     fn sealed_items_open_only_for_their_key() {
         let value = Stored::Raw(Bytes::from_static(b"postings"));
-        let item = seal("stele1:P:x", &value);
-        assert_eq!(unseal("stele1:P:x", item.clone()), Unsealed::Value(value));
-        assert_eq!(unseal("stele1:P:y", item.clone()), Unsealed::OtherKey);
+        let item = seal("stele2:P:x", &value);
+        assert_eq!(unseal("stele2:P:x", item.clone()), Unsealed::Value(value));
+        assert_eq!(unseal("stele2:P:y", item.clone()), Unsealed::OtherKey);
         assert_eq!(
-            unseal("stele1:P:x", item.slice(..item.len() - 1)),
+            unseal("stele2:P:x", item.slice(..item.len() - 1)),
             Unsealed::Malformed
         );
         assert_eq!(
-            unseal("stele1:P:x", Bytes::from_static(b"thanos value")),
+            unseal("stele2:P:x", Bytes::from_static(b"thanos value")),
             Unsealed::Malformed
         );
         let z = Stored::encode(Bytes::from(vec![3u8; 9000]), 4096);

@@ -115,11 +115,21 @@ pub struct StoreArgs {
         conflicts_with = "index_cache_config_file"
     )]
     pub index_cache_config: Option<String>,
-    /// Index cache values at least this long (postings lists, mostly) are held
-    /// zstd-compressed, in memory and in memcached, when that saves a quarter of their bytes;
-    /// 0 never compresses.
+    /// Index cache series entries at least this long are held zstd-compressed, in memory and
+    /// in memcached, when that saves a quarter of their bytes; 0 never compresses. (Postings
+    /// are cached as roaring bitmaps, already compact, and never compressed.)
     #[arg(long = "index-cache.compress-min-bytes", default_value = "4KiB", value_parser = parse_size)]
     pub index_cache_compress_min_bytes: u64,
+    /// Write the in-memory index cache to the data dir at shutdown and read it back after the
+    /// first block sync, so the first queries after a restart are served from memory.
+    #[arg(
+        long = "index-cache.snapshot",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub index_cache_snapshot: bool,
     /// Bytes all in-flight requests may hold at once (what they download, given back as it is
     /// sent), e.g. 1GB; a request that does not fit waits, then fails with ResourceExhausted.
     /// 0: unlimited.
@@ -289,7 +299,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let store = Arc::new(BucketStore::new(
         bucket,
         config,
-        cache,
+        cache.clone(),
         tokio::runtime::Handle::current(),
     ));
 
@@ -311,13 +321,28 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
     let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
 
+    let cache_snapshot = (args.index_cache_snapshot && cache.max_bytes() > 0)
+        .then(|| args.data_dir.join(crate::cache::snapshot::FILE_NAME));
     let syncer = {
         let store = store.clone();
         let every = args.sync_block_duration;
+        let (cache, mut snapshot) = (cache.clone(), cache_snapshot.clone());
         tokio::spawn(async move {
             loop {
                 match store.sync().await {
-                    Ok(_) => readiness.set_ready(),
+                    Ok(_) => {
+                        // Once, before the store reports ready: a rollout sends it traffic
+                        // only when its cache is warm again.
+                        if let Some(path) = snapshot.take() {
+                            let served = store.blocks().iter().map(|b| b.id).collect();
+                            let cache = cache.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                load_cache_snapshot(&cache, &path, &served)
+                            })
+                            .await;
+                        }
+                        readiness.set_ready();
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "block sync failed; retrying at the next interval")
                     }
@@ -356,8 +381,47 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     http.await.context("HTTP server task")??;
     // Record which indexes are open, so the next start reopens them before the first query.
     let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
+    if let Some(path) = cache_snapshot {
+        let _ = tokio::task::spawn_blocking(move || save_cache_snapshot(&cache, &path)).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn save_cache_snapshot(cache: &IndexCache, path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    match crate::cache::snapshot::save(cache, path) {
+        Ok(r) => tracing::info!(
+            path = %path.display(), items = r.items, bytes = r.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index cache written for the next start"
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "writing the index cache snapshot")
+        }
+    }
+}
+
+fn load_cache_snapshot(
+    cache: &IndexCache,
+    path: &std::path::Path,
+    served: &std::collections::HashSet<ulid::Ulid>,
+) {
+    let started = std::time::Instant::now();
+    match crate::cache::snapshot::load(cache, path, served) {
+        Ok(r) => tracing::info!(
+            path = %path.display(), items = r.items, bytes = r.bytes,
+            skipped_gone_blocks = r.skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index cache read back from the last shutdown"
+        ),
+        Err(crate::cache::snapshot::SnapshotError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            path = %path.display(), error = %e,
+            "index cache snapshot unusable; starting with what it gave"
+        ),
+    }
 }
 
 #[cfg(test)]

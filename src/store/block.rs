@@ -24,7 +24,7 @@ use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
 use crate::tsdb::encoding::read_uvarint;
-use crate::tsdb::index::{decode_postings_list, ChunkMeta, IndexReader, SeriesEntryRefs};
+use crate::tsdb::index::{decode_postings_bitmap, ChunkMeta, IndexReader, SeriesEntryRefs};
 use crate::tsdb::meta::BlockMeta;
 use crate::tsdb::source::ReadAt;
 use crate::tsdb::{Section, TsdbError};
@@ -105,6 +105,16 @@ impl BlockSeries {
         let metas = (self.chunks.len() * std::mem::size_of::<WantedChunk>()) as u64;
         std::mem::size_of::<Self>() as u64 + labels + metas + 32
     }
+}
+
+/// A bitmap as the cache holds it (roaring's portable format: compact, and read back
+/// without decoding a list).
+fn serialize(bitmap: &RoaringBitmap) -> Bytes {
+    let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+    bitmap
+        .serialize_into(&mut bytes)
+        .expect("serializing into memory");
+    Bytes::from(bytes)
 }
 
 /// A chunk as stored, with its time range and xxhash64.
@@ -246,10 +256,7 @@ impl BucketBlock {
         }
         let refs = self.expand_postings(matchers, ctx)?;
         if let Some(cache) = &ctx.cache {
-            let mut bytes = Vec::with_capacity(refs.serialized_size());
-            refs.serialize_into(&mut bytes)
-                .expect("serializing into memory");
-            cache.put(key, Bytes::from(bytes));
+            cache.put(key, serialize(&refs));
         }
         Ok(refs.iter().map(u64::from).collect())
     }
@@ -286,8 +293,9 @@ impl BucketBlock {
         };
         let mut wanted: Vec<(usize, Range<u64>)> = Vec::new();
         for ((i, r), hit) in present.into_iter().zip(cached) {
-            match hit {
-                Some(b) => lists[i] = self.decode_postings(&b, r.start)?,
+            // Cached lists are serialized bitmaps; one that does not read back is a miss.
+            match hit.and_then(|b| RoaringBitmap::deserialize_from(&b[..]).ok()) {
+                Some(bitmap) => lists[i] = bitmap,
                 None => wanted.push((i, r)),
             }
         }
@@ -305,8 +313,7 @@ impl BucketBlock {
             lists[*i] = self.decode_postings(&b, range.start)?;
             if let Some(cache) = &ctx.cache {
                 let (name, value) = &plan.keys()[*i];
-                // A copy: the fetched buffer may span many lists.
-                cache.put(self.postings_key(name, value), Bytes::copy_from_slice(&b));
+                cache.put(self.postings_key(name, value), serialize(&lists[*i]));
             }
         }
         Ok(plan.combine(lists))
@@ -328,13 +335,8 @@ impl BucketBlock {
     }
 
     fn decode_postings(&self, b: &[u8], offset: u64) -> Result<RoaringBitmap> {
-        let corrupt = |e| TsdbError::corrupt(self.index.name(), Section::Postings, offset, e);
-        let list = decode_postings_list(b).map_err(corrupt)?;
-        Ok(RoaringBitmap::from_sorted_iter(list).map_err(|e| {
-            corrupt(crate::tsdb::encoding::DecodeError::Invalid(format!(
-                "postings list not in increasing order: {e}"
-            )))
-        })?)
+        decode_postings_bitmap(b)
+            .map_err(|e| TsdbError::corrupt(self.index.name(), Section::Postings, offset, e).into())
     }
 
     /// Reads index ranges from the bucket, within the request's download budget.

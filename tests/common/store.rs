@@ -55,6 +55,22 @@ impl StoreProcess {
         std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
     }
 
+    /// Stops the store as Kubernetes does (SIGTERM, then waiting for it to exit) and hands
+    /// back its data dir, to restart on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
+    }
+
     /// The store's /metrics.
     pub fn metrics_text(&self) -> String {
         let (status, body) = http_get(&format!("{}/metrics", self.http)).unwrap();

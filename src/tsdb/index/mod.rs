@@ -39,7 +39,7 @@ pub mod symbols;
 pub mod toc;
 pub mod writer;
 
-pub use postings::{decode_postings_list, encode_postings_list};
+pub use postings::{decode_postings_bitmap, decode_postings_list, encode_postings_list};
 pub use postings_table::{visit_postings_offset_table, PostingsTableEntry};
 pub use reader::{IndexReader, IndexStats, Series};
 pub use series::{

@@ -3,7 +3,7 @@
 //! 0..100k, five series `{i, n, j="foo"}`, `{i, n, j="bar"}`, `{i, n="0_<n>", j="bar"}`,
 //! `{i, n="1_<n>", j="bar"}`, `{i, n="2_<n>", j="foo"}`, where `i` and `n` values carry a
 //! 40-byte suffix: 5M series, one sample each. Written once with our block writer under
-//! `target/tmp/postings-bench/` and reused.
+//! `target/tmp/postings-bench-100000/` and reused (a 50k-series one under `cargo test`).
 //!
 //! The block is read the way the store reads it: `BucketBlock` over the bucket (a local file
 //! system), its index header built under a temp data dir. Each of Prometheus' matcher sets is
@@ -35,7 +35,6 @@ use ulid::Ulid;
 
 /// Prometheus' suffix: makes values ~50 bytes, like real high-cardinality labels.
 const SUFFIX: &str = "aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd";
-const I_VALUES: usize = 100_000;
 const N_VALUES: usize = 10;
 const CACHE_BYTES: u64 = 4 << 30;
 
@@ -43,16 +42,27 @@ fn block_id() -> Ulid {
     Ulid::from_parts(1_700_000_000_000, 0x5354_454c_4550_4f53)
 }
 
+/// Values of `i`: Prometheus' 100k when benchmarking; 1k when `cargo test --benches` runs
+/// this once as a smoke test.
+fn i_values() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        100_000
+    } else {
+        1_000
+    }
+}
+
 /// The block directory's parent (the "bucket"), writing the block if it is not there yet.
 fn scheme_bucket() -> PathBuf {
-    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("postings-bench");
+    let parent =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("postings-bench-{}", i_values()));
     let id = block_id();
     if parent.join(id.to_string()).join("meta.json").exists() {
         return parent;
     }
     std::fs::create_dir_all(&parent).unwrap();
     let started = Instant::now();
-    let mut i_values: Vec<String> = (0..I_VALUES).map(|i| format!("{i}{SUFFIX}")).collect();
+    let mut i_values: Vec<String> = (0..i_values()).map(|i| format!("{i}{SUFFIX}")).collect();
     i_values.sort();
     // n values with the j values their series have.
     let mut n_values: Vec<(String, &[&str])> = Vec::new();
@@ -67,6 +77,7 @@ fn scheme_bucket() -> PathBuf {
     symbols.extend(i_values.iter().map(String::as_str));
     symbols.extend(n_values.iter().map(|(n, _)| n.as_str()));
     symbols.sort_unstable();
+    symbols.dedup();
     let mut w = BlockWriter::create(&parent, id, 0, 1, symbols.iter().copied()).unwrap();
     // Label order: i, then j, then n.
     for i in &i_values {

@@ -10,7 +10,9 @@ mod verify;
 mod writer;
 
 pub use reader::{list_blocks, LocalBlock};
-pub use select::{matchers_key, postings_for_matchers, PostingsPlan, RefSet};
+pub use select::{
+    matchers_key, matches_filters, postings_for_matchers, PostingsKey, PostingsPlan, RefSet,
+};
 pub use series_set::MergedSeries;
 pub use verify::{verify_block, VerifyReport};
 pub use writer::{write_block, BlockWriter, EncodedChunk, SAMPLES_PER_CHUNK};

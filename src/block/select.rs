@@ -1,6 +1,8 @@
 //! Matchers to series references over one index, with Prometheus' semantics. The plan
 //! combines any [`RefSet`]: sorted lists for the tools, roaring bitmaps in the store.
 
+use std::ops::Range;
+
 use crate::model::Matcher;
 use crate::tsdb::index::IndexReader;
 use crate::tsdb::Result;
@@ -11,9 +13,42 @@ pub fn postings_for_matchers(index: &IndexReader, matchers: &[Matcher]) -> Resul
     let lists = plan
         .keys()
         .iter()
-        .map(|(n, v)| index.postings(n, v))
+        .map(|k| index.postings(&k.name, &k.value))
         .collect::<Result<Vec<_>>>()?;
     Ok(plan.combine(lists))
+}
+
+/// Bytes of one entry of a postings list (index v2: a big-endian `u32`).
+const POSTING_BYTES: u64 = 4;
+
+/// A series read only to be dropped by a filter costs its entry's bytes plus about this many
+/// bytes of postings fetched and decoded: decoding the entry and resolving its labels takes
+/// ~2.2 µs (benches/index.rs, `series_lookup`), about what fetching ~220 bytes from object
+/// storage at 100 MB/s and decoding them takes.
+const SERIES_DECODE_BYTES: u64 = 256;
+
+/// One postings list to fetch: a label pair and where its list lies, if the index has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingsKey {
+    pub name: String,
+    pub value: String,
+    pub range: Option<Range<u64>>,
+}
+
+impl PostingsKey {
+    fn bytes(&self) -> u64 {
+        self.range.as_ref().map_or(0, |r| r.end - r.start)
+    }
+}
+
+/// The lists of one matcher (or of all series), combined by union.
+#[derive(Debug, Clone)]
+struct Group {
+    /// Subtract (rather than intersect) the union of the lists.
+    subtract: bool,
+    keys: Range<usize>,
+    /// `None` for the all-postings group.
+    matcher: Option<Matcher>,
 }
 
 /// Which postings lists answer a set of matchers, and how to combine them.
@@ -22,14 +57,17 @@ pub fn postings_for_matchers(index: &IndexReader, matchers: &[Matcher]) -> Resul
 /// by their own postings, since series lacking `l` appear in none; they subtract the postings
 /// of their inverse instead, starting from all series if no positive matcher narrows first.
 ///
-/// Planning needs only label values (the index header); fetching the lists is up to the
-/// caller, so a remote reader can fetch them all in one batch.
+/// Planning needs only the postings offset table (the index header); fetching the lists is
+/// up to the caller, so a remote reader can fetch them all in one batch. With
+/// [`PostingsPlan::defer_expensive`], matchers whose lists cost more than they would save are
+/// left out of the fetch and become [`PostingsPlan::filters`] on the series' labels.
 #[derive(Debug, Default)]
 pub struct PostingsPlan {
-    /// `(label name, value)` of every list to fetch, grouped by matcher.
-    keys: Vec<(String, String)>,
-    /// Per matcher: subtract (rather than intersect) its group, and its range in `keys`.
-    groups: Vec<(bool, std::ops::Range<usize>)>,
+    /// Every list to fetch, grouped by matcher.
+    keys: Vec<PostingsKey>,
+    groups: Vec<Group>,
+    /// Matchers answered by the series' labels rather than by postings.
+    filters: Vec<Matcher>,
     /// A positive matcher matches no value: nothing to fetch, no series.
     empty: bool,
 }
@@ -48,42 +86,134 @@ impl PostingsPlan {
                     ..Default::default()
                 });
             }
-            plan.groups.push((false, start..plan.keys.len()));
+            plan.push_group(false, start, Some((*m).clone()));
         }
         if positive.is_empty() {
-            plan.keys.push((String::new(), String::new()));
-            plan.groups.push((false, 0..1));
+            let range = index.postings_range("", "")?;
+            plan.keys.push(PostingsKey {
+                name: String::new(),
+                value: String::new(),
+                range,
+            });
+            plan.push_group(false, 0, None);
         }
         for m in subtractive {
             let start = plan.keys.len();
             plan.add_values(index, &m.inverse())?;
-            plan.groups.push((true, start..plan.keys.len()));
+            plan.push_group(true, start, Some(m.clone()));
         }
         Ok(plan)
+    }
+
+    fn push_group(&mut self, subtract: bool, start: usize, matcher: Option<Matcher>) {
+        self.groups.push(Group {
+            subtract,
+            keys: start..self.keys.len(),
+            matcher,
+        });
     }
 
     fn add_values(&mut self, index: &IndexReader, m: &Matcher) -> Result<()> {
         if let Some(values) = m.selected_values() {
             // Looked up directly; values the index lacks find no list.
-            let name = &m.name;
-            self.keys
-                .extend(values.into_iter().map(|v| (name.clone(), v.to_string())));
+            for value in values {
+                let range = index.postings_range(&m.name, value)?;
+                self.keys.push(PostingsKey {
+                    name: m.name.clone(),
+                    value: value.to_string(),
+                    range,
+                });
+            }
             return Ok(());
         }
         if m.matches_nothing() {
             return Ok(());
         }
-        for value in index.label_values(&m.name)? {
+        for (value, range) in index.postings_ranges(&m.name)? {
             if m.matches(&value) {
-                self.keys.push((m.name.clone(), value));
+                self.keys.push(PostingsKey {
+                    name: m.name.clone(),
+                    value,
+                    range: Some(range),
+                });
             }
         }
         Ok(())
     }
 
+    /// The cost model: leaves out of the fetch the groups whose postings cost more than the
+    /// series they would rule out, and keeps their matchers as [`Self::filters`].
+    ///
+    /// The cheapest positive group (or all series) is always fetched; it bounds the
+    /// candidates. Then, cheapest first, each other group is fetched when its bytes are below
+    /// what reading the series it is expected to rule out would cost (matchers taken as
+    /// independent: a group of `g` of the `series` rules out a share `1 - g/series` of the
+    /// candidates, a subtracted one `g/series`). So `i!=""` or `i=~".+"` over a label every
+    /// series has, next to a selective `n="1"`, becomes a filter: it rules nothing out.
+    pub fn defer_expensive(&mut self, series: u64, series_entry_bytes: u64) {
+        if self.empty || self.groups.len() < 2 {
+            return;
+        }
+        let total = series.max(1) as f64;
+        let bytes = |g: &Group| -> u64 {
+            self.keys[g.keys.clone()]
+                .iter()
+                .map(PostingsKey::bytes)
+                .sum()
+        };
+        let cardinality = |b: u64| (b / POSTING_BYTES) as f64;
+        let series_cost = (series_entry_bytes + SERIES_DECODE_BYTES) as f64;
+
+        let mut order: Vec<usize> = (0..self.groups.len()).collect();
+        // Positive groups first (the base is the cheapest of them), each kind cheapest first.
+        order.sort_by_key(|&i| (self.groups[i].subtract, bytes(&self.groups[i])));
+        let mut fetch = vec![false; self.groups.len()];
+        fetch[order[0]] = true;
+        let mut candidates = cardinality(bytes(&self.groups[order[0]])).min(total);
+        for &i in &order[1..] {
+            let g = &self.groups[i];
+            let b = bytes(g);
+            let share = (cardinality(b) / total).min(1.0);
+            let ruled_out = candidates * if g.subtract { share } else { 1.0 - share };
+            if b as f64 <= ruled_out * series_cost {
+                fetch[i] = true;
+                candidates -= ruled_out;
+            }
+        }
+        if fetch.iter().all(|&f| f) {
+            return;
+        }
+
+        let old_keys = std::mem::take(&mut self.keys);
+        let old_groups = std::mem::take(&mut self.groups);
+        for (g, fetched) in old_groups.into_iter().zip(fetch) {
+            if !fetched {
+                self.filters.extend(g.matcher);
+                continue;
+            }
+            let start = self.keys.len();
+            self.keys.extend_from_slice(&old_keys[g.keys]);
+            self.push_group(g.subtract, start, g.matcher);
+        }
+    }
+
     /// The lists to fetch, in the order [`PostingsPlan::combine`] expects them.
-    pub fn keys(&self) -> &[(String, String)] {
+    pub fn keys(&self) -> &[PostingsKey] {
         &self.keys
+    }
+
+    /// Matchers the combined postings do not answer: apply them to the series' labels.
+    pub fn filters(&self) -> &[Matcher] {
+        &self.filters
+    }
+
+    /// The matchers the combined postings answer (those not turned into filters): what a
+    /// cache of the combined result is keyed by.
+    pub fn fetched_matchers(&self) -> Vec<Matcher> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.matcher.clone())
+            .collect()
     }
 
     /// True when the matchers select nothing whatever the lists hold.
@@ -97,14 +227,14 @@ impl PostingsPlan {
             return S::default();
         }
         let mut acc: Option<S> = None;
-        for (subtract, range) in &self.groups {
+        for g in &self.groups {
             let group = S::union_all(
-                lists[range.clone()]
+                lists[g.keys.clone()]
                     .iter_mut()
                     .map(std::mem::take)
                     .collect(),
             );
-            acc = Some(match (acc, subtract) {
+            acc = Some(match (acc, g.subtract) {
                 (None, _) => group,
                 (Some(a), false) => a.intersect(&group),
                 (Some(a), true) => a.subtract(&group),
@@ -115,6 +245,20 @@ impl PostingsPlan {
         }
         acc.unwrap_or_default()
     }
+}
+
+/// Whether a series' labels satisfy every filter (a missing label reads as "").
+pub fn matches_filters<'a>(
+    filters: &[Matcher],
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> bool {
+    filters.iter().all(|m| {
+        let value = labels
+            .clone()
+            .find(|(n, _)| *n == m.name)
+            .map_or("", |(_, v)| v);
+        m.matches(value)
+    })
 }
 
 /// A set of series references the plan can combine.
@@ -228,10 +372,14 @@ mod tests {
         let sets =
             proptest::collection::vec(proptest::collection::btree_set(0u32..200, 0..40), 1..6);
         proptest!(|(a in sets.clone(), b in sets, subtract: bool)| {
+            let key = PostingsKey { name: String::new(), value: String::new(), range: None };
             let plan = PostingsPlan {
-                keys: vec![(String::new(), String::new()); a.len() + b.len()],
-                groups: vec![(false, 0..a.len()), (subtract, a.len()..a.len() + b.len())],
-                empty: false,
+                keys: vec![key; a.len() + b.len()],
+                groups: vec![
+                    Group { subtract: false, keys: 0..a.len(), matcher: None },
+                    Group { subtract, keys: a.len()..a.len() + b.len(), matcher: None },
+                ],
+                ..Default::default()
             };
             let lists: Vec<Vec<u64>> = a.iter().chain(&b)
                 .map(|s| s.iter().map(|&x| u64::from(x)).collect())

@@ -57,6 +57,17 @@ pub struct StoreArgs {
         action = clap::ArgAction::Set
     )]
     pub lazy_index_headers: bool,
+    /// Let the postings cost model leave matchers whose postings cost more than they narrow
+    /// (like `pod!=""` next to a selective matcher) out of the postings and apply them to the
+    /// series' labels instead (Thanos' flag name; on by default here).
+    #[arg(
+        long = "store.enable-lazy-expanded-postings",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub lazy_expanded_postings: bool,
     /// Close a block's index after this long without queries (0s: never). The blocks open at
     /// shutdown are reopened at the next start.
     #[arg(
@@ -295,6 +306,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         inflight_memory_limit: args.inflight_memory_limit,
         inflight_memory_wait: args.inflight_memory_wait,
         local_bucket: bucket_config.provider == crate::objstore::Provider::Filesystem,
+        postings_cost_model: args.lazy_expanded_postings,
     };
     let store = Arc::new(BucketStore::new(
         bucket,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use roaring::RoaringBitmap;
 use tokio::runtime::Handle;
 use ulid::Ulid;
@@ -18,7 +18,7 @@ use ulid::Ulid;
 use super::fetch::{plan_cost, read_coalesced, FetchCost};
 use super::lazy::{HeaderCounters, LazyIndex};
 use super::{QueryCtx, StoreError};
-use crate::block::{matchers_key, PostingsPlan};
+use crate::block::{matchers_key, matches_filters, PostingsKey, PostingsPlan};
 use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
@@ -49,6 +49,23 @@ pub struct BucketBlock {
     segments: Vec<Arc<BucketFile>>,
     /// Local state (the index header), removed when the block goes away.
     pub dir: PathBuf,
+}
+
+/// The series of a block that may match a request: `refs` (sorted) answer every matcher but
+/// `filters`, which [`BucketBlock::series`] applies to each series' own labels.
+#[derive(Debug, Default)]
+pub struct BlockPostings {
+    pub refs: Vec<u64>,
+    pub filters: Vec<Matcher>,
+}
+
+/// What the postings cost model needs to know of an index: its series count (estimated from
+/// the all-postings list) and the mean bytes of a series entry.
+fn index_shape(index: &IndexReader) -> Result<(u64, u64)> {
+    let all = index.postings_range("", "")?.map_or(0, |r| r.end - r.start);
+    let series = (all.saturating_sub(8) / 4).max(1);
+    let section = index.series_section();
+    Ok((series, (section.end - section.start) / series))
 }
 
 /// A series of one block that matched: its full label set and its chunks in the range.
@@ -140,7 +157,40 @@ pub struct BlockIo {
     pub local_bucket: bool,
 }
 
+impl BlockIo {
+    /// A local directory as the bucket, with counters of its own (tools, tests, benchmarks).
+    pub fn local(dir: &Path, runtime: Handle) -> Result<Self> {
+        let bucket = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| StoreError::Unavailable(format!("bucket {}: {e}", dir.display())))?;
+        Ok(BlockIo {
+            bucket: Arc::new(bucket),
+            runtime,
+            index_counters: Arc::default(),
+            chunk_counters: Arc::default(),
+            headers: Arc::default(),
+            local_bucket: true,
+        })
+    }
+}
+
 impl BucketBlock {
+    /// Opens block `id` of the bucket as a sync does (files listed, meta.json read), with
+    /// its local state under `dir`. Blocking: runs the bucket's futures on `io.runtime`.
+    pub fn open_from_bucket(id: Ulid, dir: &Path, io: &BlockIo) -> Result<Self> {
+        let unavailable =
+            |e: object_store::Error| StoreError::Unavailable(format!("block {id}: {e}"));
+        let (files, meta) = io.runtime.block_on(async {
+            let files = crate::bucket::discover::block_files(&io.bucket, id)
+                .await
+                .map_err(unavailable)?;
+            let path = object_store::path::Path::from(format!("{id}/meta.json"));
+            let meta = io.bucket.get(&path).await.map_err(unavailable)?;
+            Ok::<_, StoreError>((files, meta.bytes().await.map_err(unavailable)?))
+        })?;
+        let meta = BlockMeta::parse(&format!("{id}/meta.json"), &meta)?;
+        Self::open(meta, &files, dir, io)
+    }
+
     /// A block from its file listing (`index`, `chunks/000001`, ... with sizes). Reads
     /// nothing: the index opens (and its header is built under `dir`) on first use.
     pub fn open(
@@ -242,50 +292,81 @@ impl BucketBlock {
         Some(left)
     }
 
-    /// Series references matching `matchers` (none on external labels), sorted. The result
-    /// is cached per matcher set (empty ones too), so a repeated query skips planning and
+    /// Series references matching `matchers` (none on external labels), sorted, and the
+    /// matchers the cost model left to [`Self::series`] as filters. The combined postings are
+    /// cached per matcher set they answer (empty ones too), so a repeated query skips the
     /// postings altogether.
-    pub fn postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<Vec<u64>> {
-        let key = CacheKey::ExpandedPostings {
-            block: self.id,
-            matchers: matchers_key(matchers),
-        };
-        let cached = ctx.cache.as_ref().and_then(|c| c.get(&key));
-        if let Some(bitmap) = cached.and_then(|b| RoaringBitmap::deserialize_from(&b[..]).ok()) {
-            return Ok(bitmap.iter().map(u64::from).collect());
+    pub fn postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<BlockPostings> {
+        // A set cached under the full matcher set answers every matcher: no planning needed.
+        if let Some(refs) = self.cached_postings(matchers, ctx) {
+            return Ok(BlockPostings {
+                refs,
+                filters: Vec::new(),
+            });
         }
-        let refs = self.expand_postings(matchers, ctx)?;
+        let index = self.index.get()?;
+        let mut plan = PostingsPlan::new(&index, matchers)?;
+        if ctx.postings_cost_model {
+            let (series, entry_bytes) = index_shape(&index)?;
+            plan.defer_expensive(series, entry_bytes);
+        }
+        let filters = plan.filters().to_vec();
+        ctx.stats.postings_filters += filters.len() as i64;
+        let fetched = plan.fetched_matchers();
+        if !filters.is_empty() {
+            if let Some(refs) = self.cached_postings(&fetched, ctx) {
+                return Ok(BlockPostings { refs, filters });
+            }
+        }
+        let refs = self.expand_postings(&index, &plan, ctx)?;
         if let Some(cache) = &ctx.cache {
-            cache.put(key, serialize(&refs));
+            cache.put(self.expanded_postings_key(&fetched), serialize(&refs));
         }
-        Ok(refs.iter().map(u64::from).collect())
+        Ok(BlockPostings {
+            refs: refs.iter().map(u64::from).collect(),
+            filters,
+        })
     }
 
-    /// Plans the matchers over the index header, then fetches (or takes from the cache) and
-    /// combines the postings lists they need.
-    fn expand_postings(&self, matchers: &[Matcher], ctx: &mut QueryCtx) -> Result<RoaringBitmap> {
-        let index = self.index.get()?;
-        let plan = PostingsPlan::new(&index, matchers)?;
+    fn expanded_postings_key(&self, matchers: &[Matcher]) -> CacheKey {
+        CacheKey::ExpandedPostings {
+            block: self.id,
+            matchers: matchers_key(matchers),
+        }
+    }
+
+    fn cached_postings(&self, matchers: &[Matcher], ctx: &QueryCtx) -> Option<Vec<u64>> {
+        let cached = ctx
+            .cache
+            .as_ref()?
+            .get(&self.expanded_postings_key(matchers))?;
+        let bitmap = RoaringBitmap::deserialize_from(&cached[..]).ok()?;
+        Some(bitmap.iter().map(u64::from).collect())
+    }
+
+    /// Fetches (or takes from the cache) and combines the postings lists of a plan.
+    fn expand_postings(
+        &self,
+        index: &IndexReader,
+        plan: &PostingsPlan,
+        ctx: &mut QueryCtx,
+    ) -> Result<RoaringBitmap> {
         if plan.is_empty() {
             return Ok(RoaringBitmap::new());
         }
         let mut lists = vec![RoaringBitmap::new(); plan.keys().len()];
-        let mut present: Vec<(usize, Range<u64>)> = Vec::new();
-        let mut touched_bytes = 0i64;
-        for (i, (name, value)) in plan.keys().iter().enumerate() {
-            if let Some(r) = index.postings_range(name, value)? {
-                touched_bytes += (r.end - r.start) as i64;
-                present.push((i, r));
-            }
-        }
+        let present: Vec<(usize, Range<u64>)> = plan
+            .keys()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| Some((i, k.range.clone()?)))
+            .collect();
+        let touched_bytes: u64 = present.iter().map(|(_, r)| r.end - r.start).sum();
         let cached = match &ctx.cache {
             Some(cache) => {
                 let keys: Vec<CacheKey> = present
                     .iter()
-                    .map(|(i, _)| {
-                        let (name, value) = &plan.keys()[*i];
-                        self.postings_key(name, value)
-                    })
+                    .map(|(i, _)| self.postings_key(&plan.keys()[*i]))
                     .collect();
                 cache.get_many(&keys)
             }
@@ -301,9 +382,9 @@ impl BucketBlock {
         }
         wanted.sort_by_key(|w| w.1.start);
         let ranges: Vec<Range<u64>> = wanted.iter().map(|w| w.1.clone()).collect();
-        let (bytes, cost) = self.read_index(&index, Section::Postings, &ranges, ctx)?;
+        let (bytes, cost) = self.read_index(index, Section::Postings, &ranges, ctx)?;
         ctx.stats.postings_touched += plan.keys().len() as i64;
-        ctx.stats.postings_touched_size_sum += touched_bytes;
+        ctx.stats.postings_touched_size_sum += touched_bytes as i64;
         ctx.stats.postings_to_fetch += ranges.len() as i64;
         ctx.stats.postings_fetched += ranges.len() as i64;
         ctx.stats.postings_fetched_size_sum += cost.bytes as i64;
@@ -312,8 +393,7 @@ impl BucketBlock {
         for ((i, range), b) in wanted.iter().zip(bytes) {
             lists[*i] = self.decode_postings(&b, range.start)?;
             if let Some(cache) = &ctx.cache {
-                let (name, value) = &plan.keys()[*i];
-                cache.put(self.postings_key(name, value), serialize(&lists[*i]));
+                cache.put(self.postings_key(&plan.keys()[*i]), serialize(&lists[*i]));
             }
         }
         Ok(plan.combine(lists))
@@ -326,11 +406,11 @@ impl BucketBlock {
         }
     }
 
-    fn postings_key(&self, name: &str, value: &str) -> CacheKey {
+    fn postings_key(&self, key: &PostingsKey) -> CacheKey {
         CacheKey::Postings {
             block: self.id,
-            name: name.to_string(),
-            value: value.to_string(),
+            name: key.name.clone(),
+            value: key.value.clone(),
         }
     }
 
@@ -363,10 +443,12 @@ impl BucketBlock {
 
     /// Reads the entries of `refs` (sorted) and returns, in the same order, each series'
     /// labels (with the external labels, which win over the series' own) and its chunks
-    /// overlapping `[min_time, max_time]`; series without such chunks are left out.
+    /// overlapping `[min_time, max_time]`; series without such chunks, or whose own labels
+    /// fail a filter of [`BlockPostings`], are left out.
     pub fn series(
         &self,
         refs: &[u64],
+        filters: &[Matcher],
         min_time: i64,
         max_time: i64,
         ctx: &mut QueryCtx,
@@ -452,6 +534,10 @@ impl BucketBlock {
                 continue;
             }
             let own = index.resolve_labels(off, &refs_buf.labels)?;
+            if !matches_filters(filters, own.iter().copied()) {
+                ctx.stats.series_filtered += 1;
+                continue;
+            }
             let labels = Labels::from_pairs(
                 own.into_iter().chain(
                     self.ext_labels

@@ -149,6 +149,11 @@ impl LazyIndex {
         self.header_size.load(Ordering::Relaxed)
     }
 
+    /// Bytes of the remote index.
+    pub fn index_len(&self) -> u64 {
+        self.remote.len()
+    }
+
     /// The remote index's name, for errors.
     pub fn name(&self) -> &str {
         self.remote.name()

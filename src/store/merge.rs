@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use ulid::Ulid;
 
-use super::block::{BlockSeries, BucketBlock, WantedChunk};
+use super::block::{BlockPostings, BlockSeries, BucketBlock, WantedChunk};
 use super::query::SeriesQuery;
 use super::{QueryCtx, StoreError};
-use crate::model::Labels;
+use crate::model::{Labels, Matcher};
 
 /// Series a request holds decoded at most across its cursors (the batch of each cursor is
 /// this divided by the number of blocks, within the bounds below).
@@ -33,6 +33,8 @@ const MAX_BATCH: usize = 512;
 pub struct BlockCursor {
     pub block: Arc<BucketBlock>,
     refs: Vec<u64>,
+    /// Matchers the postings left to the series' labels.
+    filters: Vec<Matcher>,
     next_ref: usize,
     batch: usize,
     /// Read whole and sorted (see the module doc).
@@ -46,7 +48,7 @@ pub struct BlockCursor {
 impl BlockCursor {
     pub fn new(
         block: Arc<BucketBlock>,
-        refs: Vec<u64>,
+        postings: BlockPostings,
         blocks: usize,
         q: &SeriesQuery,
     ) -> Result<Self, StoreError> {
@@ -54,7 +56,8 @@ impl BlockCursor {
         let ext_names = block.ext_labels.iter().map(|l| l.name.clone()).collect();
         Ok(BlockCursor {
             block,
-            refs,
+            refs: postings.refs,
+            filters: postings.filters,
             next_ref: 0,
             batch: (SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, MAX_BATCH),
             whole,
@@ -118,9 +121,13 @@ impl BlockCursor {
         self.release_handed_out(ctx);
         // The entries' download is given back once decoded; the series are held instead.
         let mark = ctx.held();
-        let mut series =
-            self.block
-                .series(&self.refs[self.next_ref..end], q.min_time, q.max_time, ctx)?;
+        let mut series = self.block.series(
+            &self.refs[self.next_ref..end],
+            &self.filters,
+            q.min_time,
+            q.max_time,
+            ctx,
+        )?;
         ctx.release_to(mark);
         self.next_ref = end;
         drop_replica_labels(&mut series, &q.without_replica_labels);

@@ -114,6 +114,20 @@ impl Collector for StoreCollector {
             None,
             load(&c.block_drops),
         )?;
+        counter(
+            &mut encoder,
+            "stele_store_postings_filters",
+            "Matchers the postings cost model applied to series labels instead of postings",
+            None,
+            load(&c.postings_filters),
+        )?;
+        counter(
+            &mut encoder,
+            "stele_store_series_filtered",
+            "Series read and then dropped by matchers applied to their labels",
+            None,
+            load(&c.series_filtered),
+        )?;
         let h = &s.headers;
         counter(
             &mut encoder,

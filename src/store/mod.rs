@@ -26,7 +26,7 @@ use thiserror::Error;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
-pub use block::{BlockIo, BucketBlock, StoredChunk, BLOCK_ID_LABEL};
+pub use block::{BlockIo, BlockPostings, BucketBlock, StoredChunk, BLOCK_ID_LABEL};
 pub use budget::{BudgetCounters, MemoryBudget};
 pub use fetch::{coalesce, FetchCost};
 pub use lazy::{HeaderCounters, LazyIndex};
@@ -77,6 +77,9 @@ pub struct QueryCtx {
     pub bytes_limit: u64,
     pub cache: Option<Arc<IndexCache>>,
     pub budget: Option<Arc<MemoryBudget>>,
+    /// Leave expensive matchers out of the postings and filter series by them instead
+    /// ([`crate::block::PostingsPlan::defer_expensive`]).
+    pub postings_cost_model: bool,
     /// Bytes of `budget` this request holds.
     held: u64,
     /// The request's place in line for the budget.
@@ -163,6 +166,8 @@ pub struct StoreConfig {
     pub inflight_memory_wait: Duration,
     /// The bucket is a local file system: reads are cheap, so ranges are not merged over gaps.
     pub local_bucket: bool,
+    /// See [`QueryCtx::postings_cost_model`].
+    pub postings_cost_model: bool,
 }
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
@@ -177,6 +182,10 @@ pub struct QueryStats {
     pub postings_fetched: i64,
     pub postings_fetched_size_sum: i64,
     pub postings_fetch_count: i64,
+    /// Matchers the postings cost model applied to series labels instead of postings.
+    pub postings_filters: i64,
+    /// Series read and then dropped by those filters.
+    pub series_filtered: i64,
     pub series_touched: i64,
     pub series_touched_size_sum: i64,
     pub series_fetched: i64,
@@ -286,6 +295,9 @@ pub struct StoreCounters {
     pub block_loads: AtomicU64,
     pub block_load_failures: AtomicU64,
     pub block_drops: AtomicU64,
+    /// Matchers applied to series labels instead of postings, and the series they dropped.
+    pub postings_filters: AtomicU64,
+    pub series_filtered: AtomicU64,
 }
 
 /// What one sync did.
@@ -371,6 +383,7 @@ impl BucketStore {
             bytes_limit: self.config.limits.downloaded_bytes,
             cache: Some(self.cache.clone()),
             budget: Some(self.budget.clone()),
+            postings_cost_model: self.config.postings_cost_model,
             held: 0,
             ticket: self.budget.ticket(),
         }

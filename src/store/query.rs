@@ -8,6 +8,7 @@
 //! 3. chunks fetched for a batch of merged series and emitted, so memory holds a few batches
 //!    of series and one batch of chunk bytes, however large the response.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -162,15 +163,15 @@ impl BucketStore {
         let mut cursors = Vec::with_capacity(selected.len());
         let count = selected.len();
         for (block, matchers) in selected {
-            let cursor = block.postings(&matchers, &mut ctx).and_then(|refs| {
-                postings_total += refs.len() as u64;
+            let cursor = block.postings(&matchers, &mut ctx).and_then(|postings| {
+                postings_total += postings.refs.len() as u64;
                 if limits.series > 0 && postings_total > limits.series {
                     return Err(StoreError::ResourceExhausted(format!(
                         "exceeded series limit: the request touches at least {postings_total} series, the limit is {}",
                         limits.series
                     )));
                 }
-                BlockCursor::new(block.clone(), refs, count, q)
+                BlockCursor::new(block.clone(), postings, count, q)
             });
             match cursor {
                 Ok(c) => {
@@ -239,6 +240,7 @@ impl BucketStore {
                 };
                 if !emit(SeriesEvent::Series(out)) {
                     summary.stats = std::mem::take(&mut ctx.stats);
+                    self.count_filters(&summary.stats);
                     return Ok(summary);
                 }
             }
@@ -249,7 +251,17 @@ impl BucketStore {
         }
         ctx.stats.merge_duration = merge_started.elapsed();
         summary.stats = std::mem::take(&mut ctx.stats);
+        self.count_filters(&summary.stats);
         Ok(summary)
+    }
+
+    /// Adds what a request's postings cost model did to the store's counters.
+    fn count_filters(&self, stats: &QueryStats) {
+        let c = &self.counters;
+        c.postings_filters
+            .fetch_add(stats.postings_filters as u64, Ordering::Relaxed);
+        c.series_filtered
+            .fetch_add(stats.series_filtered as u64, Ordering::Relaxed);
     }
 
     /// Label names of the series matching the query (all names of the blocks without
@@ -312,7 +324,9 @@ impl BucketStore {
             } else {
                 block
                     .postings(&matchers, &mut ctx)
-                    .and_then(|refs| block.series(&refs, q.min_time, q.max_time, &mut ctx))
+                    .and_then(|p| {
+                        block.series(&p.refs, &p.filters, q.min_time, q.max_time, &mut ctx)
+                    })
                     .and_then(|series| per_block(&block, Some(&series)))
             };
             match result {
@@ -328,6 +342,7 @@ impl BucketStore {
                 }
             }
         }
+        self.count_filters(&ctx.stats);
         all.retain(|v| !q.without_replica_labels.contains(v));
         all.sort();
         all.dedup();

@@ -245,21 +245,43 @@ impl SampledTable {
 
     /// All values of `name`, in order.
     pub fn values(&self, name: &str) -> Result<Vec<String>, (usize, DecodeError)> {
+        Ok(self
+            .locations(name)?
+            .into_iter()
+            .map(|(value, _)| value)
+            .collect())
+    }
+
+    /// All values of `name` in order, each with where its list lies: one scan of the name's
+    /// entries instead of a lookup per value.
+    pub fn locations(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, ListLocation)>, (usize, DecodeError)> {
         let Ok(i) = self.names.binary_search_by(|n| n.name.as_str().cmp(name)) else {
             return Ok(Vec::new());
         };
         let Some(&(_, start)) = self.names.get(i).and_then(|n| n.samples.first()) else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
+        let mut out: Vec<(String, ListLocation)> = Vec::new();
         let mut d = self.entries_from(start);
         while !d.is_empty() {
             let pos = self.content.len() - d.len();
             let e = decode_entry(&mut d, pos).map_err(|e| (pos, e))?;
+            if let Some((_, last)) = out.last_mut() {
+                last.next_offset = Some(e.offset);
+            }
             if e.name != name {
                 break;
             }
-            out.push(e.value.to_string());
+            out.push((
+                e.value.to_string(),
+                ListLocation {
+                    offset: e.offset,
+                    next_offset: None,
+                },
+            ));
         }
         Ok(out)
     }
@@ -320,6 +342,14 @@ impl FullTable {
             offset,
             next_offset: self.offsets.get(next).copied(),
         })
+    }
+
+    /// All values of `name` in order, each with where its list lies.
+    pub fn locations(&self, name: &str) -> Vec<(String, ListLocation)> {
+        self.values(name)
+            .into_iter()
+            .filter_map(|v| self.lookup(name, &v).map(|l| (v, l)))
+            .collect()
     }
 
     pub fn values(&self, name: &str) -> Vec<String> {

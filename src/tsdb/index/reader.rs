@@ -242,6 +242,25 @@ impl IndexReader {
         loc.map(|l| self.list_range(l)).transpose()
     }
 
+    /// Every value of `name` with the byte range of its postings list (as
+    /// [`Self::postings_range`] gives it), sorted by value: one scan of the offset table.
+    pub fn postings_ranges(&self, name: &str) -> Result<Vec<(String, Range<u64>)>> {
+        let locations = match &self.postings {
+            PostingsOffsets::Sampled(t) => t.locations(name).map_err(|(p, e)| {
+                self.corrupt(
+                    Section::PostingsOffsetTable,
+                    self.toc.postings_table + 4 + p as u64,
+                    e,
+                )
+            })?,
+            PostingsOffsets::Full(t) => t.locations(name),
+        };
+        locations
+            .into_iter()
+            .map(|(value, loc)| Ok((value, self.list_range(loc)?)))
+            .collect()
+    }
+
     fn list_range(&self, loc: ListLocation) -> Result<Range<u64>> {
         let start = loc.offset;
         let section_end = self.toc.section_end(start, self.toc_start);

@@ -54,6 +54,7 @@ struct Fixture {
     _dirs: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
     store: Arc<BucketStore>,
+    cache: Arc<IndexCache>,
     block: Arc<BucketBlock>,
     refs: Vec<u64>,
 }
@@ -86,10 +87,11 @@ fn fixture(dir: PathBuf) -> Fixture {
         inflight_memory_wait: Duration::from_secs(1),
         local_bucket: true,
     };
+    let cache = Arc::new(IndexCache::new(2 << 30));
     let store = Arc::new(BucketStore::new(
         stele::objstore::from_yaml(&yaml).unwrap(),
         config,
-        Arc::new(IndexCache::new(2 << 30)),
+        cache.clone(),
         runtime.handle().clone(),
     ));
     runtime.block_on(store.sync()).unwrap();
@@ -99,6 +101,7 @@ fn fixture(dir: PathBuf) -> Fixture {
         _dirs: dirs,
         _runtime: runtime,
         store,
+        cache,
         block,
         refs,
     }
@@ -118,14 +121,12 @@ fn read(f: &Fixture, refs: &[u64]) -> usize {
 }
 
 fn fill_and_report(f: &Fixture) {
-    let cache = f.store.query_ctx().cache.unwrap();
+    let cache = &f.cache;
     let heap_before = HEAP.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut ctx = f.store.query_ctx();
     for batch in f.refs.chunks(BATCH) {
-        f.block
-            .series(batch, i64::MIN, i64::MAX, &mut ctx)
-            .unwrap();
+        f.block.series(batch, i64::MIN, i64::MAX, &mut ctx).unwrap();
     }
     let encoded = ctx.stats.series_touched_size_sum as f64;
     drop(ctx);

@@ -308,7 +308,7 @@ mod tests {
             let decoded = SeriesPage::decode(page, value.clone()).expect("a page");
             prop_assert_eq!(decoded.len(), entries.len());
             for (o, e) in &entries {
-                prop_assert_eq!(decoded.get(*o).as_deref(), Some(e.as_slice()));
+                prop_assert_eq!(decoded.get(*o), Some(Bytes::copy_from_slice(e)));
             }
             let back: Vec<(u64, Vec<u8>)> = decoded.entries().map(|(o, e)| (o, e.to_vec())).collect();
             prop_assert_eq!(&back, &entries);

@@ -1,6 +1,6 @@
 //! The index cache under concurrency: `IndexCache` (16 lock shards, byte-bounded) against a
 //! plain LRU behind one lock, same budget, same Zipf-distributed workload (s = 1, 100k keys,
-//! 90% gets with a put on every miss, 300-byte values like series entries).
+//! 90% gets with a put on every miss, 300-byte values).
 //! - `cache_ops/{sharded,single_lock}/{1,2,8,32}`: operations per second with that many threads;
 //! - before the timings, the hit ratio of each under the workload is printed (single thread,
 //!   1M operations, budget ~10% of the key space).
@@ -85,10 +85,7 @@ impl Cache for SingleLock {
 }
 
 fn key(block: Ulid, n: u64) -> CacheKey {
-    CacheKey::Series {
-        block,
-        series_ref: n,
-    }
+    CacheKey::SeriesPage { block, page: n }
 }
 
 /// Runs `ops` Zipf operations; returns the hits.

@@ -1,5 +1,6 @@
-//! zstd in the index cache, on real values: every postings list and series entry of a block
-//! made by `stele gen` (a ~30k-series cluster, one 2h block).
+//! zstd in the index cache, on real values: every postings list and series page (every
+//! series entry, in full pages) of a block made by `stele gen` (a ~30k-series cluster, one 2h
+//! block).
 //! - before the timings, the bytes the cache would hold for them with compression off and at
 //!   several `--index-cache.compress-min-bytes` thresholds are printed, for postings both as
 //!   the index stores them (big-endian lists) and as the store caches them (serialized
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use roaring::RoaringBitmap;
 use stele::block::LocalBlock;
+use stele::cache::series_pages::{encode_page, page_of};
 use stele::cache::{CacheKey, CacheOptions, IndexCache, Stored};
 use stele::tsdb::source::ReadAt;
 use ulid::Ulid;
@@ -45,7 +47,8 @@ http_handlers = 6
 /// Cache entries of one kind.
 type Values = Vec<(CacheKey, Bytes)>;
 
-/// Every postings list and series entry of one generated block, as the bucket returns them.
+/// Every postings list of one generated block as the bucket returns it, and every series
+/// entry, in full pages as the cache holds them.
 fn real_values() -> (Values, Values) {
     let dir = tempfile::tempdir().unwrap();
     let profile = stele::gen::profile::parse_profile("bench", "bench", PROFILE).unwrap();
@@ -69,18 +72,25 @@ fn real_values() -> (Values, Values) {
         }
     }
     let section_end = index.series_section().end;
-    let mut series = Vec::new();
+    let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
     for r in index.all_postings().unwrap() {
         let off = index.series_offset(r).unwrap();
         let prefix = source.read_at(off..(off + 16).min(section_end)).unwrap();
         let len = index.series_entry_len(off, &prefix).unwrap();
-        let entry = source.read_at(off..off + len).unwrap();
-        let key = CacheKey::Series {
-            block: id,
-            series_ref: r,
-        };
-        series.push((key, Bytes::copy_from_slice(&entry)));
+        entries.push((off, source.read_at(off..off + len).unwrap().to_vec()));
     }
+    let series = entries
+        .chunk_by(|a, b| page_of(a.0) == page_of(b.0))
+        .map(|page| {
+            let number = page_of(page[0].0);
+            let borrowed: Vec<(u64, &[u8])> = page.iter().map(|(o, e)| (*o, &e[..])).collect();
+            let key = CacheKey::SeriesPage {
+                block: id,
+                page: number,
+            };
+            (key, encode_page(number, &borrowed))
+        })
+        .collect();
     (postings, series)
 }
 
@@ -139,7 +149,7 @@ fn zstd(c: &mut Criterion) {
     report("postings lists", &postings);
     let bitmaps = as_bitmaps(&postings);
     report("postings bitmaps", &bitmaps);
-    report("series entries", &series);
+    report("series pages", &series);
 
     let mut group = c.benchmark_group("cache_zstd");
     for (kind, values) in [("postings", &bitmaps), ("series", &series)] {

@@ -35,10 +35,10 @@ fn drained(client: &MemcachedClient) {
     });
 }
 
-fn series(r: u64) -> CacheKey {
-    CacheKey::Series {
+fn series(page: u64) -> CacheKey {
+    CacheKey::SeriesPage {
         block: Ulid(7),
-        series_ref: r,
+        page,
     }
 }
 

@@ -1,7 +1,8 @@
-//! The index cache: postings lists and series entries of the served blocks, as the bytes the
-//! bucket returned, and expanded postings (the series matching a whole matcher set, as a
-//! serialized roaring bitmap), in one LRU bounded in bytes, optionally backed by memcached as
-//! a second level shared by several stores.
+//! The index cache: postings lists of the served blocks as the bytes the bucket returned,
+//! series entries in pages (a window of a block's series section per item, [`series_pages`]),
+//! and expanded postings (the series matching a whole matcher set, as a serialized roaring
+//! bitmap), in one LRU bounded in bytes, optionally backed by memcached as a second level
+//! shared by several stores.
 //!
 //! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
 //! on each other. Every shard holds at most its share of the budget; accounting is exact
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod memcached;
 pub mod remote;
+pub mod series_pages;
 pub mod snapshot;
 
 use std::hash::{BuildHasher, Hash};
@@ -28,6 +30,7 @@ use ulid::Ulid;
 
 pub use codec::Stored;
 pub use remote::SecondLevel;
+pub use series_pages::SeriesPages;
 
 /// Bookkeeping per entry beyond key and value bytes: the LRU's node and map slot, the
 /// stored value's header and the key's heap header.
@@ -102,23 +105,19 @@ pub enum CacheKey {
         name: String,
         value: String,
     },
-    Series {
-        block: Ulid,
-        series_ref: u64,
-    },
+    /// The series entries cached of a window of the block's series section
+    /// ([`series_pages`]).
+    SeriesPage { block: Ulid, page: u64 },
     /// The series of `block` matching a matcher set, keyed by its full normalised text
     /// ([`crate::block::matchers_key`]).
-    ExpandedPostings {
-        block: Ulid,
-        matchers: String,
-    },
+    ExpandedPostings { block: Ulid, matchers: String },
 }
 
 impl CacheKey {
     pub fn kind(&self) -> ItemKind {
         match self {
             CacheKey::Postings { .. } => ItemKind::Postings,
-            CacheKey::Series { .. } => ItemKind::Series,
+            CacheKey::SeriesPage { .. } => ItemKind::Series,
             CacheKey::ExpandedPostings { .. } => ItemKind::ExpandedPostings,
         }
     }
@@ -126,7 +125,7 @@ impl CacheKey {
     pub fn block(&self) -> Ulid {
         match self {
             CacheKey::Postings { block, .. }
-            | CacheKey::Series { block, .. }
+            | CacheKey::SeriesPage { block, .. }
             | CacheKey::ExpandedPostings { block, .. } => *block,
         }
     }
@@ -134,7 +133,7 @@ impl CacheKey {
     fn size(&self) -> u64 {
         match self {
             CacheKey::Postings { name, value, .. } => (32 + name.len() + value.len()) as u64,
-            CacheKey::Series { .. } => 32,
+            CacheKey::SeriesPage { .. } => 32,
             CacheKey::ExpandedPostings { matchers, .. } => (32 + matchers.len()) as u64,
         }
     }
@@ -269,7 +268,13 @@ impl IndexCache {
     /// The values of `keys`, in order; the keys memory misses go to the second level in one
     /// multi-get.
     pub fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Bytes>> {
-        let mut out: Vec<Option<Bytes>> = keys.iter().map(|k| self.get_local(k)).collect();
+        self.lookup(keys, true)
+    }
+
+    /// [`Self::get_many`], counting the lookups in the kind's figures or not (when the caller
+    /// counts what it looks up in the values instead).
+    fn lookup(&self, keys: &[CacheKey], count: bool) -> Vec<Option<Bytes>> {
+        let mut out: Vec<Option<Bytes>> = keys.iter().map(|k| self.get_local(k, count)).collect();
         let Some(second) = &self.second else {
             return out;
         };
@@ -295,20 +300,46 @@ impl IndexCache {
         out
     }
 
-    fn get_local(&self, key: &CacheKey) -> Option<Bytes> {
+    fn get_local(&self, key: &CacheKey, count: bool) -> Option<Bytes> {
         if !self.enabled[key.kind().index()] {
             return None;
         }
         let stored = {
             let mut shard = self.shard(key).lock();
             let stored = shard.lru.get(key).cloned();
-            let stats = shard.stats(key.kind());
-            stats.requests += 1;
-            stats.hits += u64::from(stored.is_some());
+            if count {
+                let stats = shard.stats(key.kind());
+                stats.requests += 1;
+                stats.hits += u64::from(stored.is_some());
+            }
             stored
         };
         // Decompressed outside the shard's lock.
         stored.and_then(|s| s.decode())
+    }
+
+    /// Counts `requests` lookups of `key`'s kind, `hits` of them found, in the shard of `key`.
+    fn count_lookups(&self, key: &CacheKey, requests: u64, hits: u64) {
+        if !self.enabled[key.kind().index()] {
+            return;
+        }
+        let mut shard = self.shard(key).lock();
+        let stats = shard.stats(key.kind());
+        stats.requests += requests;
+        stats.hits += hits;
+    }
+
+    /// The longest value `key` can be cached with: its shard's share of the budget less the
+    /// key and bookkeeping, and the item size limit.
+    pub fn max_value_bytes(&self, key: &CacheKey) -> usize {
+        let share = self
+            .shard_budget
+            .saturating_sub(key.size() + ENTRY_OVERHEAD);
+        let limit = match self.options.max_item_bytes {
+            0 => share,
+            max => share.min(max),
+        };
+        usize::try_from(limit).unwrap_or(usize::MAX)
     }
 
     /// Stores `value` in memory, evicting least recently used entries of the shard to make
@@ -450,9 +481,9 @@ mod tests {
         cache.put(postings(1, "a"), Bytes::from_static(b"one"));
         cache.put(postings(2, "a"), Bytes::from_static(b"two"));
         cache.put(
-            CacheKey::Series {
+            CacheKey::SeriesPage {
                 block: Ulid(1),
-                series_ref: 7,
+                page: 7,
             },
             Bytes::from_static(b"s"),
         );

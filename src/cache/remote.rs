@@ -38,7 +38,13 @@ impl CacheKey {
             CacheKey::Postings { block, name, value } => {
                 format!("{KEY_PREFIX}P:{block}:{}:{name}{value}", name.len())
             }
-            CacheKey::Series { block, series_ref } => format!("{KEY_PREFIX}S:{block}:{series_ref}"),
+            // The window size is part of the key: stores paging differently never share pages.
+            CacheKey::SeriesPage { block, page } => {
+                format!(
+                    "{KEY_PREFIX}S{}:{block}:{page}",
+                    super::series_pages::PAGE_SHIFT
+                )
+            }
             CacheKey::ExpandedPostings { block, matchers } => {
                 format!("{KEY_PREFIX}E:{block}:{matchers}")
             }
@@ -205,9 +211,9 @@ mod tests {
 
     #[test]
     fn keys_are_memcached_safe_and_exact() {
-        let short = CacheKey::Series {
+        let short = CacheKey::SeriesPage {
             block: Ulid(1),
-            series_ref: 42,
+            page: 42,
         };
         assert_eq!(wire_key(&short.text(), sha256), short.text());
         let spaced = CacheKey::Postings {

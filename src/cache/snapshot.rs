@@ -8,7 +8,7 @@
 //! entry*: len <4b LE> │ kind <1b> │ block ULID <16b> │ key fields │ value │ CRC32C(kind..value) <4b LE>
 //! ```
 //!
-//! Key fields: postings `name`, `value`; series `ref <8b LE>`; expanded postings `matchers`,
+//! Key fields: postings `name`, `value`; series page `page <8b LE>`; expanded postings `matchers`,
 //! each string as `len <4b LE>` + bytes. Value: `0` + bytes (raw) or `1` + raw length
 //! `<4b LE>` + bytes (zstd), bytes running to the entry's end. Entries are written least
 //! recently used first, so reading them back in order leaves the most recent on top. A bad
@@ -29,7 +29,7 @@ const VERSION: u32 = 1;
 pub const FILE_NAME: &str = "index-cache.snapshot";
 
 const POSTINGS: u8 = 0;
-const SERIES: u8 = 1;
+const SERIES_PAGE: u8 = 1;
 const EXPANDED_POSTINGS: u8 = 2;
 
 /// What a save or a load did.
@@ -136,7 +136,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 fn encode_entry(key: &CacheKey, value: &Stored, out: &mut Vec<u8>) {
     let (kind, block) = match key {
         CacheKey::Postings { block, .. } => (POSTINGS, block),
-        CacheKey::Series { block, .. } => (SERIES, block),
+        CacheKey::SeriesPage { block, .. } => (SERIES_PAGE, block),
         CacheKey::ExpandedPostings { block, .. } => (EXPANDED_POSTINGS, block),
     };
     out.push(kind);
@@ -146,7 +146,7 @@ fn encode_entry(key: &CacheKey, value: &Stored, out: &mut Vec<u8>) {
             put_str(out, name);
             put_str(out, value);
         }
-        CacheKey::Series { series_ref, .. } => out.extend_from_slice(&series_ref.to_le_bytes()),
+        CacheKey::SeriesPage { page, .. } => out.extend_from_slice(&page.to_le_bytes()),
         CacheKey::ExpandedPostings { matchers, .. } => put_str(out, matchers),
     }
     match value {
@@ -195,9 +195,9 @@ fn decode_entry(entry: &[u8]) -> Option<(CacheKey, Stored)> {
             name: f.string()?,
             value: f.string()?,
         },
-        SERIES => CacheKey::Series {
+        SERIES_PAGE => CacheKey::SeriesPage {
             block,
-            series_ref: u64::from_le_bytes(f.take(8)?.try_into().ok()?),
+            page: u64::from_le_bytes(f.take(8)?.try_into().ok()?),
         },
         EXPANDED_POSTINGS => CacheKey::ExpandedPostings {
             block,
@@ -233,9 +233,9 @@ mod tests {
         );
         for i in 0..50u64 {
             cache.put(
-                CacheKey::Series {
+                CacheKey::SeriesPage {
                     block: Ulid(1 + u128::from(i % 2)),
-                    series_ref: i,
+                    page: i,
                 },
                 Bytes::from(vec![i as u8; 40 + i as usize]),
             );
@@ -270,9 +270,9 @@ mod tests {
         let report = load(&restored, &path, &HashSet::from([Ulid(1)])).unwrap();
         assert_eq!((report.items, report.skipped), (26, 26));
         for i in 0..50u64 {
-            let key = CacheKey::Series {
+            let key = CacheKey::SeriesPage {
                 block: Ulid(1 + u128::from(i % 2)),
-                series_ref: i,
+                page: i,
             };
             assert_eq!(
                 restored.get(&key),
@@ -296,9 +296,9 @@ mod tests {
         let cache = IndexCache::new(1 << 20);
         for i in 0..1000u64 {
             cache.put(
-                CacheKey::Series {
+                CacheKey::SeriesPage {
                     block: Ulid(1),
-                    series_ref: i,
+                    page: i,
                 },
                 Bytes::from(vec![1u8; 100]),
             );
@@ -310,9 +310,9 @@ mod tests {
         let kept: Vec<u64> = (0..1000)
             .filter(|&i| {
                 small
-                    .get(&CacheKey::Series {
+                    .get(&CacheKey::SeriesPage {
                         block: Ulid(1),
-                        series_ref: i,
+                        page: i,
                     })
                     .is_some()
             })

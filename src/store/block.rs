@@ -399,13 +399,6 @@ impl BucketBlock {
         Ok(plan.combine(lists))
     }
 
-    fn series_key(&self, series_ref: u64) -> CacheKey {
-        CacheKey::Series {
-            block: self.id,
-            series_ref,
-        }
-    }
-
     fn postings_key(&self, key: &PostingsKey) -> CacheKey {
         CacheKey::Postings {
             block: self.id,
@@ -461,12 +454,12 @@ impl BucketBlock {
             .collect::<Result<Vec<u64>, TsdbError>>()?;
         let mut entries: Vec<Bytes> = vec![Bytes::new(); refs.len()];
         let mut missing: Vec<usize> = Vec::new();
-        let cached = match &ctx.cache {
+        let (cached, pages) = match &ctx.cache {
             Some(cache) => {
-                let keys: Vec<CacheKey> = refs.iter().map(|&r| self.series_key(r)).collect();
-                cache.get_many(&keys)
+                let (cached, pages) = cache.series_entries(self.id, &offsets);
+                (cached, Some(pages))
             }
-            None => vec![None; refs.len()],
+            None => (vec![None; refs.len()], None),
         };
         for (i, hit) in cached.into_iter().enumerate() {
             match hit {
@@ -513,14 +506,11 @@ impl BucketBlock {
                 entries[i] = b;
             }
         }
-        if let Some(cache) = &ctx.cache {
-            for &i in &missing {
-                // A copy: the fetched buffer may span many entries.
-                cache.put(
-                    self.series_key(refs[i]),
-                    Bytes::copy_from_slice(&entries[i]),
-                );
-            }
+        if let (Some(cache), Some(pages)) = (&ctx.cache, pages) {
+            cache.put_series_entries(
+                pages,
+                missing.iter().map(|&i| (offsets[i], &entries[i][..])),
+            );
         }
 
         let mut out = Vec::with_capacity(refs.len());

@@ -1,0 +1,178 @@
+//! The series part of the index cache on a real block: one block of the `medium` profile
+//! (1.14M series), served by a `BucketStore` over a FILESYSTEM bucket, every series read once
+//! through `BucketBlock::series` in batches of 2048 refs (as a `BlockCursor` asks) so the cache
+//! holds all of them.
+//! - before the timings, what the cache holds for them is printed: the bytes it accounts for
+//!   and the heap the fill left allocated (a counting allocator), per series, next to the
+//!   entries' encoded size;
+//! - `series_cache/warm/{dense,sparse}`: `BucketBlock::series` from the warm cache, series/s,
+//!   for 64k consecutive refs and for every 16th ref of 1M (labels resolved, chunks selected:
+//!   the whole of `series()`).
+//!
+//! The block is only read. Run (after `stele gen --profile medium` made the data):
+//! `cargo bench --bench series_cache`, or with `STELE_BENCH_BLOCK=<block dir>` for another
+//! block.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use stele::bucket::discover::BlockFilters;
+use stele::cache::{IndexCache, ItemKind};
+use stele::store::{BucketBlock, BucketStore, Limits, StoreConfig};
+
+/// Heap bytes allocated and not freed, over the whole process.
+struct Counting;
+
+static HEAP: AtomicI64 = AtomicI64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const BATCH: usize = 2048;
+const DEFAULT_BLOCK: &str = "bench-data/generated/medium/01M6A6FT000009G5NN8CE12QW8";
+
+struct Fixture {
+    _dirs: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+    store: Arc<BucketStore>,
+    cache: Arc<IndexCache>,
+    block: Arc<BucketBlock>,
+    refs: Vec<u64>,
+}
+
+/// A store serving only the block at `dir`: the bucket is a temporary directory with a link to
+/// it, so nothing is written next to the block.
+fn fixture(dir: PathBuf) -> Fixture {
+    assert!(
+        dir.join("index").is_file(),
+        "no block at {} (make one with `stele gen --profile medium`, or set STELE_BENCH_BLOCK)",
+        dir.display()
+    );
+    let dirs = tempfile::tempdir().unwrap();
+    let bucket = dirs.path().join("bucket");
+    std::fs::create_dir(&bucket).unwrap();
+    std::os::unix::fs::symlink(&dir, bucket.join(dir.file_name().unwrap())).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let config = StoreConfig {
+        data_dir: dirs.path().join("data"),
+        filters: BlockFilters::default(),
+        limits: Limits::default(),
+        block_sync_concurrency: 1,
+        lazy_index_headers: false,
+        index_header_idle_timeout: Duration::ZERO,
+        inflight_memory_limit: 0,
+        inflight_memory_wait: Duration::from_secs(1),
+        local_bucket: true,
+        postings_cost_model: true,
+    };
+    let cache = Arc::new(IndexCache::new(2 << 30));
+    let store = Arc::new(BucketStore::new(
+        stele::objstore::from_yaml(&yaml).unwrap(),
+        config,
+        cache.clone(),
+        runtime.handle().clone(),
+    ));
+    runtime.block_on(store.sync()).unwrap();
+    let block = store.blocks().pop().expect("the block is served");
+    let refs = block.index.get().unwrap().all_postings().unwrap();
+    Fixture {
+        _dirs: dirs,
+        _runtime: runtime,
+        store,
+        cache,
+        block,
+        refs,
+    }
+}
+
+/// Reads the series of `refs` in batches; returns how many came back.
+fn read(f: &Fixture, refs: &[u64]) -> usize {
+    let mut ctx = f.store.query_ctx();
+    refs.chunks(BATCH)
+        .map(|batch| {
+            f.block
+                .series(batch, &[], i64::MIN, i64::MAX, &mut ctx)
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+fn fill_and_report(f: &Fixture) {
+    let cache = &f.cache;
+    let heap_before = HEAP.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut ctx = f.store.query_ctx();
+    for batch in f.refs.chunks(BATCH) {
+        f.block
+            .series(batch, &[], i64::MIN, i64::MAX, &mut ctx)
+            .unwrap();
+    }
+    let encoded = ctx.stats.series_touched_size_sum as f64;
+    drop(ctx);
+    let heap = (HEAP.load(Ordering::Relaxed) - heap_before) as f64;
+    let s = cache.stats(ItemKind::Series);
+    let n = f.refs.len() as f64;
+    println!(
+        "series cache filled from {} series in {:.1} s: {} items, {} bytes accounted \
+         ({:.1} B/series), heap +{} bytes ({:.1} B/series), entries {:.1} B/series encoded",
+        f.refs.len(),
+        started.elapsed().as_secs_f64(),
+        s.items,
+        s.bytes,
+        s.bytes as f64 / n,
+        heap,
+        heap / n,
+        encoded / n,
+    );
+    assert_eq!(s.evicted, 0, "the cache holds every series");
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::var_os("STELE_BENCH_BLOCK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_BLOCK));
+    let f = fixture(dir);
+    fill_and_report(&f);
+
+    let dense: Vec<u64> = f.refs.iter().copied().take(64 * 1024).collect();
+    let sparse: Vec<u64> = f.refs.iter().copied().step_by(16).take(64 * 1024).collect();
+    let mut g = c.benchmark_group("series_cache");
+    for (name, refs) in [("dense", &dense), ("sparse", &sparse)] {
+        g.throughput(Throughput::Elements(refs.len() as u64));
+        g.bench_with_input(BenchmarkId::new("warm", name), refs, |b, refs| {
+            b.iter(|| assert_eq!(read(&f, refs), refs.len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

@@ -330,8 +330,12 @@ impl IndexCache {
     }
 
     /// The longest value `key` can be cached with: its shard's share of the budget less the
-    /// key and bookkeeping, and the item size limit.
+    /// key and bookkeeping, and the item size limit; unbounded with a second level, which
+    /// holds what memory cannot (a small or disabled memory level in front of memcached).
     pub fn max_value_bytes(&self, key: &CacheKey) -> usize {
+        if self.second.is_some() {
+            return usize::MAX;
+        }
         let share = self
             .shard_budget
             .saturating_sub(key.size() + ENTRY_OVERHEAD);

@@ -304,7 +304,9 @@ mod tests {
             );
         }
         save(&cache, &path).unwrap();
-        // Room for about a tenth: the entries put last must be the ones kept.
+        // Room for about a tenth: the entries put last must be the ones kept. Each shard keeps
+        // its own most recent, and keys spread over shards unevenly, so a shard with few keys
+        // keeps some older ones: most kept entries, not all, are among the newest.
         let small = IndexCache::new(25_000);
         load(&small, &path, &HashSet::from([Ulid(1)])).unwrap();
         let kept: Vec<u64> = (0..1000)
@@ -317,8 +319,9 @@ mod tests {
                     .is_some()
             })
             .collect();
-        assert!(!kept.is_empty());
-        assert!(kept.iter().all(|&i| i >= 700), "kept {kept:?}");
+        assert!(kept.len() > 50, "kept {kept:?}");
+        let recent = kept.iter().filter(|&&i| i >= 850).count();
+        assert!(recent * 10 >= kept.len() * 8, "kept {kept:?}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub struct StoreArgs {
         conflicts_with = "index_cache_config_file"
     )]
     pub index_cache_config: Option<String>,
-    /// Index cache series entries at least this long are held zstd-compressed, in memory and
+    /// Index cache series-entry pages at least this long are held zstd-compressed, in memory and
     /// in memcached, when that saves a quarter of their bytes; 0 never compresses. (Postings
     /// are cached as roaring bitmaps, already compact, and never compressed.)
     #[arg(long = "index-cache.compress-min-bytes", default_value = "4KiB", value_parser = parse_size)]

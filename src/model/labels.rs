@@ -32,16 +32,18 @@ impl Labels {
                 value: v.into(),
             })
             .collect();
+        // Stable, so among equal names the last given stays last; dedup keeps the first of a
+        // run, hence the swap that moves the last one into its place.
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut out: Vec<Label> = Vec::with_capacity(labels.len());
-        for l in labels {
-            match out.last_mut() {
-                Some(last) if last.name == l.name => *last = l,
-                _ => out.push(l),
+        labels.dedup_by(|later, kept| {
+            let same = later.name == kept.name;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        out.retain(|l| !l.value.is_empty());
-        Labels(out)
+            same
+        });
+        labels.retain(|l| !l.value.is_empty());
+        Labels(labels)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -61,6 +63,10 @@ impl Labels {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
     }
 
     pub fn as_slice(&self) -> &[Label] {
@@ -135,5 +141,13 @@ mod tests {
         let merged = a.merge_missing([("a", "ext"), ("cluster", "c")]);
         assert_eq!(merged.get("a"), Some("2"));
         assert_eq!(merged.get("cluster"), Some("c"));
+    }
+
+    #[test]
+    fn the_last_of_duplicate_names_wins() {
+        let l = Labels::from_pairs([("b", "1"), ("a", "x"), ("b", "2"), ("a", "y"), ("b", "3")]);
+        assert_eq!(l.to_string(), r#"{a="y", b="3"}"#);
+        // A later empty value removes the label.
+        assert!(Labels::from_pairs([("a", "x"), ("a", "")]).is_empty());
     }
 }

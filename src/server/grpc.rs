@@ -203,7 +203,15 @@ fn labels_to_proto(l: &Labels) -> Vec<thanos::Label> {
 
 fn series_to_proto(s: SeriesOut) -> thanos::Series {
     thanos::Series {
-        labels: labels_to_proto(&s.labels),
+        labels: s
+            .labels
+            .into_vec()
+            .into_iter()
+            .map(|l| thanos::Label {
+                name: l.name,
+                value: l.value,
+            })
+            .collect(),
         chunks: s
             .chunks
             .into_iter()

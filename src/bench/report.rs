@@ -169,16 +169,24 @@ impl OverFetch {
 pub struct ProcessReport {
     /// Blocks served.
     pub blocks: u64,
-    /// Spawn to /-/ready with an empty data dir (index headers built from the bucket).
+    /// Spawn to /-/ready with an empty data dir (index headers built from the bucket):
+    /// the median of the runs below.
     pub start_to_ready_cold_ms: f64,
-    /// Spawn to /-/ready on the data dir of the first run (headers on disk).
+    pub start_to_ready_cold_runs_ms: Vec<f64>,
+    /// Spawn to /-/ready on the data dir of the run before (headers and the index cache
+    /// snapshot on disk): the median of the runs below.
     pub start_to_ready_warm_ms: Option<f64>,
+    pub start_to_ready_warm_runs_ms: Vec<f64>,
     /// The request timed after each start (the workload's first series request).
     pub probe: String,
+    /// The first probe after each cold start: the median, then every run.
     pub first_query_cold_ms: f64,
+    pub first_query_cold_runs_ms: Vec<f64>,
     /// Median of sequential probe runs on the warmed-up store.
     pub probe_warm_ms: f64,
+    /// The first probe after each warm restart: the median, then every run.
     pub first_query_warm_restart_ms: Option<f64>,
+    pub first_query_warm_restart_runs_ms: Vec<f64>,
     pub cold_over_warm: f64,
     pub warm_restart_over_warm: Option<f64>,
     /// The most resident memory the first run ever had: VmHWM, or a higher sampled VmRSS.
@@ -200,6 +208,15 @@ pub struct RssPoint {
     pub bytes: u64,
     /// RssAnon: the part of `bytes` that is not file-backed.
     pub anon_bytes: u64,
+}
+
+/// " (median of 3: 4.1, 5.0, 9.7 ms)" when a figure is the median of several runs.
+fn of_runs(runs: &[f64]) -> String {
+    if runs.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = runs.iter().map(|v| format!("{v:.1}")).collect();
+    format!(" (median of {}: {} ms)", runs.len(), each.join(", "))
 }
 
 /// Mean of the last quarter over mean of the first quarter of the measured samples (t >= 0).
@@ -396,7 +413,11 @@ pub fn render_text(r: &Report) -> String {
                 ms(p.start_to_ready_warm_ms),
             ],
             vec![
-                format!("first {} after cold start", p.probe),
+                format!(
+                    "first {} after cold start{}",
+                    p.probe,
+                    of_runs(&p.first_query_cold_runs_ms)
+                ),
                 ms(Some(p.first_query_cold_ms)),
             ],
             vec![
@@ -404,7 +425,11 @@ pub fn render_text(r: &Report) -> String {
                 ms(Some(p.probe_warm_ms)),
             ],
             vec![
-                format!("first {} after warm restart", p.probe),
+                format!(
+                    "first {} after warm restart{}",
+                    p.probe,
+                    of_runs(&p.first_query_warm_restart_runs_ms)
+                ),
                 ms(p.first_query_warm_restart_ms),
             ],
             vec!["cold first / warm".into(), ratio(Some(p.cold_over_warm))],

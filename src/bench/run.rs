@@ -72,6 +72,8 @@ pub struct BenchConfig {
     pub probe: Option<String>,
     /// Sequential probe runs whose median is the warm latency.
     pub probe_runs: u32,
+    /// Cold starts and warm restarts timed each (the report gives the medians).
+    pub start_runs: u32,
     pub compare: Option<Compare>,
     /// Scratch space: the store's data dir, logs, Prometheus' data dir.
     pub work_dir: PathBuf,
@@ -272,6 +274,24 @@ impl RssSampler {
     }
 }
 
+/// Starts `stele store` on `data_dir` (emptied first when `wipe`); returns it with the ms
+/// from spawn to /-/ready.
+async fn start_store(
+    objstore_yaml: &str,
+    store_args: &[String],
+    data_dir: &std::path::Path,
+    wipe: bool,
+    log: &std::path::Path,
+) -> Result<(StoreProcess, f64), BenchError> {
+    if wipe && data_dir.exists() {
+        std::fs::remove_dir_all(data_dir).map_err(|e| BenchError::io(data_dir, e))?;
+    }
+    let started = Instant::now();
+    let mut s = StoreProcess::spawn(objstore_yaml, data_dir, store_args, log)?;
+    let ready = s.process.wait_ready(started, READY_TIMEOUT).await?;
+    Ok((s, ms(ready)))
+}
+
 /// Runs the whole benchmark. Progress (phase names, requests) goes to `bar`.
 pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, BenchError> {
     let workload = &config.workload;
@@ -290,7 +310,7 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
     // Start (or reach) the store.
     let mut process_report = None;
     let mut store: Option<StoreProcess> = None;
-    let (grpc, http) = match &config.target {
+    let (mut grpc, mut http) = match &config.target {
         Target::Start {
             objstore_yaml,
             store_args,
@@ -299,19 +319,11 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         } => {
             bar.set_message("starting stele store");
             let data_dir = config.work_dir.join("store-data");
-            if !keep_data_dir && data_dir.exists() {
-                std::fs::remove_dir_all(&data_dir).map_err(|e| BenchError::io(&data_dir, e))?;
-            }
-            let started = Instant::now();
-            let mut s = StoreProcess::spawn(
-                objstore_yaml,
-                &data_dir,
-                store_args,
-                &config.work_dir.join("store.log"),
-            )?;
-            let ready = s.process.wait_ready(started, READY_TIMEOUT).await?;
+            let log = config.work_dir.join("store.log");
+            let (s, ready) =
+                start_store(objstore_yaml, store_args, &data_dir, !keep_data_dir, &log).await?;
             process_report = Some(ProcessReport {
-                start_to_ready_cold_ms: ms(ready),
+                start_to_ready_cold_runs_ms: vec![ready],
                 probe: workload.requests[probe].name.clone(),
                 ..Default::default()
             });
@@ -329,10 +341,40 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         .map(|r| r.range.resolve(data_min, data_max))
         .collect();
     let mut probe_client = connect(&grpc).await?;
-    if let Some(p) = process_report.as_mut() {
+    if let (Some(p), Target::Start { .. }) = (process_report.as_mut(), &config.target) {
         bar.set_message(format!("first {} after start", p.probe));
         let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
-        p.first_query_cold_ms = ms(first.latency);
+        p.first_query_cold_runs_ms.push(ms(first.latency));
+    }
+    // More cold starts, each timed the same way; the last one is the store measured below.
+    if let (
+        Some(p),
+        Target::Start {
+            objstore_yaml,
+            store_args,
+            keep_data_dir,
+            ..
+        },
+    ) = (process_report.as_mut(), &config.target)
+    {
+        for run in 1..config.start_runs.max(1) {
+            bar.set_message(format!("cold start {}", run + 1));
+            if let Some(s) = store.take() {
+                s.process.stop(STOP_GRACE);
+            }
+            let data_dir = config.work_dir.join("store-data");
+            let log = config.work_dir.join("store.log");
+            let (s, ready) =
+                start_store(objstore_yaml, store_args, &data_dir, !keep_data_dir, &log).await?;
+            (grpc, http) = (s.grpc.clone(), Some(s.process.http.clone()));
+            store = Some(s);
+            probe_client = connect(&grpc).await?;
+            let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+            p.start_to_ready_cold_runs_ms.push(ready);
+            p.first_query_cold_runs_ms.push(ms(first.latency));
+        }
+        p.start_to_ready_cold_ms = median(&p.start_to_ready_cold_runs_ms);
+        p.first_query_cold_ms = median(&p.first_query_cold_runs_ms);
     }
 
     let mut clients = Vec::with_capacity(config.concurrency);
@@ -482,7 +524,6 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
     }
     drop(clients);
 
-    let mut grpc = grpc;
     if let (
         Some(s),
         Some(p),
@@ -493,20 +534,29 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         },
     ) = (store.take(), process_report.as_mut(), &config.target)
     {
-        bar.set_message("warm restart");
-        s.process.stop(STOP_GRACE);
-        let started = Instant::now();
-        let mut s = StoreProcess::spawn(
-            objstore_yaml,
-            &config.work_dir.join("store-data"),
-            store_args,
-            &config.work_dir.join("store-restart.log"),
-        )?;
-        p.start_to_ready_warm_ms = Some(ms(s.process.wait_ready(started, READY_TIMEOUT).await?));
-        probe_client = connect(&s.grpc).await?;
-        let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
-        p.first_query_warm_restart_ms = Some(ms(first.latency));
-        p.warm_restart_over_warm = Some(ms(first.latency) / p.probe_warm_ms.max(1e-9));
+        let mut s = s;
+        for run in 0..config.start_runs.max(1) {
+            bar.set_message(format!("warm restart {}", run + 1));
+            s.process.stop(STOP_GRACE);
+            let log = config.work_dir.join("store-restart.log");
+            let (next, ready) = start_store(
+                objstore_yaml,
+                store_args,
+                &config.work_dir.join("store-data"),
+                false,
+                &log,
+            )
+            .await?;
+            s = next;
+            probe_client = connect(&s.grpc).await?;
+            let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+            p.start_to_ready_warm_runs_ms.push(ready);
+            p.first_query_warm_restart_runs_ms.push(ms(first.latency));
+        }
+        p.start_to_ready_warm_ms = Some(median(&p.start_to_ready_warm_runs_ms));
+        let first = median(&p.first_query_warm_restart_runs_ms);
+        p.first_query_warm_restart_ms = Some(first);
+        p.warm_restart_over_warm = Some(first / p.probe_warm_ms.max(1e-9));
         grpc = s.grpc.clone();
         store = Some(s);
     }

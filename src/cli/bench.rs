@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// Sequential runs of the probe on the warm store; their median is the warm latency.
     #[arg(long, default_value_t = 5)]
     pub probe_runs: u32,
+    /// Cold starts, and warm restarts, whose first probe is timed; each figure is the median
+    /// (one start is one sample, and a single sample on a busy host says little).
+    #[arg(long, default_value_t = 3)]
+    pub start_runs: u32,
     /// --index-cache-size of the store started (base 2, like Thanos).
     #[arg(long = "index-cache-size", default_value = "250MB")]
     pub index_cache_size: String,
@@ -197,6 +201,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         warmup_rounds: args.warmup_rounds,
         probe: args.probe.clone(),
         probe_runs: args.probe_runs,
+        start_runs: args.start_runs,
         compare,
         work_dir: args.work_dir.clone().unwrap_or_else(|| {
             crate::gen::profile::profiles_dir()

@@ -7,8 +7,9 @@
 //! - the index headers of the pod's blocks, resident (the mapping and the sampled tables);
 //! - the index cache, sized to hold the profile's index working set at the hit target;
 //! - the chunk cache when it lives in the pod (stele has none in-process yet);
-//! - in-flight requests: concurrent requests times what one holds at its peak (its postings
-//!   and series entries, and one batch of chunks), capped by `--store.inflight-memory-limit`.
+//! - in-flight requests: concurrent requests times what one holds at its peak (a batch of
+//!   series per block it reads, sized as the store sizes them, and one batch of chunks),
+//!   capped by `--store.inflight-memory-limit`.
 //!
 //! The pod count is the smallest that fits both memory and CPU under the pod shape with
 //! [`HEADROOM`] to spare, and at least what the in-flight limit needs.
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use super::inventory::Inventory;
 use super::PlanError;
+use crate::store::cursor_batch;
 
 /// Share of a pod's memory and CPU the plan may fill; the rest absorbs spikes.
 pub const HEADROOM: f64 = 0.8;
@@ -291,8 +293,10 @@ pub struct ClassCost {
     pub fetched_bytes: f64,
     /// Bytes one request holds at its peak (on one pod serving every block it reads).
     pub peak_bytes: f64,
-    /// The same per block read, as a pod with a share of the blocks holds it.
-    pub peak_per_block: f64,
+    /// Bytes held per decoded series: its entry, postings and what decoding it allocates.
+    pub held_bytes_per_series: f64,
+    /// Chunk bytes of one fetch batch, per block read.
+    pub chunk_batch_per_block: f64,
     pub latency_s: f64,
 }
 
@@ -455,10 +459,8 @@ fn class_cost(
         0.0
     };
     let batch_share = (SERIES_PER_BATCH / series.max(1.0)).min(1.0);
-    let held_per_block = series.min(SERIES_PER_BATCH)
-        * (facts.entry_bytes() + POSTINGS_BYTES_PER_SERIES + cal.held_bytes_per_series);
     let mib = (index_bytes + fetched_chunks) / f64::from(1 << 20);
-    ClassCost {
+    let mut cost = ClassCost {
         name: c.name.clone(),
         weight: c.weight,
         series,
@@ -467,11 +469,26 @@ fn class_cost(
         chunk_bytes,
         requests: per_block * blocks,
         fetched_bytes: index_bytes + fetched_chunks,
-        peak_bytes: blocks * held_per_block + fetched_chunks * batch_share,
-        peak_per_block: held_per_block + fetched_chunks * batch_share / blocks.max(1.0),
+        peak_bytes: 0.0,
+        held_bytes_per_series: facts.entry_bytes()
+            + POSTINGS_BYTES_PER_SERIES
+            + cal.held_bytes_per_series,
+        chunk_batch_per_block: fetched_chunks * batch_share / blocks.max(1.0),
         latency_s: c
             .measured_latency_s
             .unwrap_or(cal.latency_floor_s + mib * cal.latency_s_per_mib),
+    };
+    cost.peak_bytes = cost.peak_on(blocks);
+    cost
+}
+
+impl ClassCost {
+    /// Bytes one request holds at its peak on a pod where it reads `blocks` blocks: each
+    /// block's cursor holds one batch of series (the store sizes batches by the number of
+    /// blocks, `store::cursor_batch`), plus one batch of chunks.
+    pub fn peak_on(&self, blocks: f64) -> f64 {
+        let batch = cursor_batch(blocks.round().max(1.0) as usize) as f64;
+        blocks * (self.series.min(batch) * self.held_bytes_per_series + self.chunk_batch_per_block)
     }
 }
 
@@ -532,7 +549,7 @@ pub fn plan(
         // the blocks it reads (all of them for a long range) and each reads its share.
         let reach = |c: &ClassCost| (c.blocks / pods).min(1.0);
         let peak_in_pod =
-            |c: &ClassCost| (c.blocks / pods).clamp(1.0, c.blocks.max(1.0)) * c.peak_per_block;
+            |c: &ClassCost| c.peak_on((c.blocks / pods).clamp(1.0, c.blocks.max(1.0)));
         let total_weight: f64 = classes.iter().map(in_flight_weight).sum();
         let pod_weight: f64 = classes.iter().map(|c| in_flight_weight(c) * reach(c)).sum();
         let concurrency = if total_weight > 0.0 {
@@ -804,8 +821,9 @@ mod tests {
         assert_eq!(p.memory.chunk_cache, 0, "external chunk cache");
         assert_eq!(p.chunk_cache_size, (chunks * 0.5 / 2.0).ceil() as u64);
         assert!((p.concurrency - 2.5).abs() < 1e-9);
-        // Peak: one batch of 1,000 series held in the one block, and all its chunks.
-        let peak = 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0) + 2.0 * chunks;
+        // Peak: the one block's cursor holds a batch of 512 of the 1,000 series (the store's
+        // largest), and the request one batch of chunks: all of them.
+        let peak = 512.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0) + 2.0 * chunks;
         assert!((c.peak_bytes - peak).abs() < 1e-3);
         let inflight = peak * 2.5 + 2.5 * MIB as f64;
         assert_eq!(p.memory.inflight, inflight.ceil() as u64);
@@ -831,10 +849,16 @@ mod tests {
         let c = &p.classes[0];
         assert_eq!(c.blocks, 10.0);
         assert_eq!(c.requests, 10.0 * (2.0 + 3.0 * 2.0));
-        // Per block a batch of 1,000 of the 2,500 series is held, and 1,000 series' chunks.
+        // Over 10 blocks each cursor holds 2048 / 10 = 204 series, and the request one
+        // batch of 1,000 series' chunks.
         let chunks = c.chunk_bytes * 2.0;
-        let held = 10.0 * 1000.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0);
+        let held = 10.0 * 204.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0);
         assert!((c.peak_bytes - (held + chunks * 0.4)).abs() < 1e-3);
+        // Over 200 blocks the store's smallest batch, 32 series per block.
+        assert!(
+            (c.peak_on(200.0) - 200.0 * (32.0 * c.held_bytes_per_series + chunks * 0.04)).abs()
+                < 1e-3
+        );
     }
 
     #[test]
@@ -889,7 +913,7 @@ mod tests {
         );
         assert_eq!(p5.memory.index_cache, p1.memory.index_cache.div_ceil(5));
         let c = &p1.classes[0];
-        let held = |blocks: f64| blocks * c.peak_per_block * 5.0 + 5.0 * MIB as f64;
+        let held = |blocks: f64| c.peak_on(blocks) * 5.0 + 5.0 * MIB as f64;
         assert_eq!(p1.memory.inflight, held(10.0).ceil() as u64);
         assert_eq!(p5.memory.inflight, held(2.0).ceil() as u64);
     }

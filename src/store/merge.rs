@@ -29,6 +29,12 @@ const SERIES_IN_FLIGHT: usize = 2048;
 const MIN_BATCH: usize = 32;
 const MAX_BATCH: usize = 512;
 
+/// Series a block's cursor reads at a time when a request reads `blocks` blocks (also what
+/// `stele plan` sizes in-flight memory by).
+pub fn cursor_batch(blocks: usize) -> usize {
+    (SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, MAX_BATCH)
+}
+
 /// One block's series matching the request, in label order, read a batch at a time.
 pub struct BlockCursor {
     pub block: Arc<BucketBlock>,
@@ -59,7 +65,7 @@ impl BlockCursor {
             refs: postings.refs,
             filters: postings.filters,
             next_ref: 0,
-            batch: (SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, MAX_BATCH),
+            batch: cursor_batch(blocks),
             whole,
             ready: VecDeque::new(),
             held_back: HeldBack {

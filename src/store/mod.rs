@@ -30,6 +30,7 @@ pub use block::{BlockIo, BlockPostings, BucketBlock, StoredChunk, BLOCK_ID_LABEL
 pub use budget::{BudgetCounters, MemoryBudget};
 pub use fetch::{coalesce, FetchCost};
 pub use lazy::{HeaderCounters, LazyIndex};
+pub use merge::cursor_batch;
 pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
 

@@ -3,10 +3,10 @@
 
 Usage: scripts/plan-calibrate.py STELE calibrate|validate BLOCKS_DIR:REPORT.json ...
 
-calibrate: solves base RSS, RSS per request and held bytes per series (least squares) so the
-plan's predicted memory of one store equals the measured peak RSS of each given run; prints
-the flags. validate: prints predicted vs measured for each run with the built-in constants
-(or CAL="--base-rss .. --held-bytes-per-series .. --rss-per-request .." from the env).
+calibrate: solves base RSS, RSS per request, held bytes per series and the concurrent share
+(least squares, the share on a grid) so the plan's predicted memory of one store equals the
+measured peak RSS of each given run; prints the flags. validate: prints predicted vs
+measured for each run with the built-in constants (or CAL="--base-rss .. ..." from the env).
 See docs/PLANNING.md.
 """
 import json
@@ -23,38 +23,63 @@ def plan(stele, blocks, report, extra):
     return json.loads(out)
 
 
+def least_squares(rows, ys):
+    """Solves rows x = ys in the least-squares sense (normal equations, Gaussian
+    elimination); returns the solution and the sum of squared relative residuals."""
+    n = len(rows[0])
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
+    b = [sum(r[i] * y for r, y in zip(rows, ys)) for i in range(n)]
+    for i in range(n):
+        for k in range(i + 1, n):
+            f = a[k][i] / a[i][i]
+            a[k] = [x - f * y for x, y in zip(a[k], a[i])]
+            b[k] -= f * b[i]
+    sol = [0.0] * n
+    for i in reversed(range(n)):
+        sol[i] = (b[i] - sum(a[i][j] * sol[j] for j in range(i + 1, n))) / a[i][i]
+    return sol
+
+
+def fit(stele, runs, share):
+    """Base RSS, RSS per request and held bytes per series for one concurrent share (the
+    model is linear in those three once the share is fixed), and the fit's squared
+    relative error summed over the runs."""
+    fixed = ["--concurrent-share", str(share)]
+    zero = ["--base-rss", "0", "--rss-per-request", "0"]
+    rows, ys, measured = [], [], []
+    for blocks, report in runs:
+        r0 = plan(stele, blocks, report, fixed + zero + ["--held-bytes-per-series", "0"])
+        x0 = r0["plan"]["memory"]["total"]
+        x1 = plan(stele, blocks, report, fixed + zero + ["--held-bytes-per-series", "1000"])
+        rows.append([1.0, r0["plan"]["concurrency"],
+                     (x1["plan"]["memory"]["total"] - x0) / 1000.0])
+        measured.append(r0["bench"]["peak_rss_bytes"])
+        ys.append(measured[-1] - x0)
+    sol = least_squares(rows, ys)
+    err = sum((sum(c * x for c, x in zip(r, sol)) - y) ** 2 / m ** 2
+              for r, y, m in zip(rows, ys, measured))
+    return sol, err
+
+
 def main():
     stele, mode, runs = sys.argv[1], sys.argv[2], [a.split(":") for a in sys.argv[3:]]
     if mode == "calibrate":
-        zero = ["--base-rss", "0", "--rss-per-request", "0"]
-        knobs = ["--held-bytes-per-series"]
-        rows, ys = [], []
-        for blocks, report in runs:
-            off = [a for k in knobs for a in (k, "0")]
-            r0 = plan(stele, blocks, report, zero + off)
-            x0 = r0["plan"]["memory"]["total"]
-            row = [1.0, r0["plan"]["concurrency"]]
-            for k in knobs:
-                on = [a for o in knobs for a in (o, "1000" if o == k else "0")]
-                x1 = plan(stele, blocks, report, zero + on)["plan"]["memory"]["total"]
-                row.append((x1 - x0) / 1000.0)
-            rows.append(row)
-            ys.append(r0["bench"]["peak_rss_bytes"] - x0)
-        n = len(rows[0])
-        # Least squares through the normal equations, solved by Gaussian elimination.
-        a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
-        b = [sum(r[i] * y for r, y in zip(rows, ys)) for i in range(n)]
-        for i in range(n):
-            for k in range(i + 1, n):
-                f = a[k][i] / a[i][i]
-                a[k] = [x - f * y for x, y in zip(a[k], a[i])]
-                b[k] -= f * b[i]
-        sol = [0.0] * n
-        for i in reversed(range(n)):
-            sol[i] = (b[i] - sum(a[i][j] * sol[j] for j in range(i + 1, n))) / a[i][i]
-        base, per_request, per_series = sol
+        # The share enters the model multiplied by the held bytes, so it is searched on a
+        # grid and the three linear constants are solved for each value; constants must
+        # not come out negative.
+        best = None
+        for step in range(21):
+            share = step / 20
+            (base, per_request, per_series), err = fit(stele, runs, share)
+            if min(base, per_request, per_series) < 0:
+                continue
+            if best is None or err < best[0]:
+                best = (err, share, base, per_request, per_series)
+        if best is None:
+            sys.exit("no concurrent share in 0..1 gives non-negative constants")
+        _, share, base, per_request, per_series = best
         print(f"--base-rss {round(base)} --rss-per-request {round(per_request)} "
-              f"--held-bytes-per-series {per_series:.0f}")
+              f"--held-bytes-per-series {per_series:.0f} --concurrent-share {share:.2f}")
         return
     extra = os.environ.get("CAL", "").split()
     print("| run | blocks | clients | predicted peak RSS | measured peak RSS | error |"

@@ -93,6 +93,10 @@ pub struct PlanArgs {
     /// Calibration: resident bytes each concurrent request adds (see docs/PLANNING.md).
     #[arg(long = "rss-per-request", value_parser = parse_size)]
     pub rss_per_request: Option<u64>,
+    /// Calibration: share of its peak that each request beyond the largest holds on
+    /// average, 0 to 1 (see docs/PLANNING.md).
+    #[arg(long = "concurrent-share")]
+    pub concurrent_share: Option<f64>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -148,6 +152,12 @@ fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
+    if let Some(share) = args.concurrent_share {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "--concurrent-share must be within 0..1, got {share}"
+        );
+    }
     let (store, source) = bucket(&args)?;
     let bench = args
         .bench_report
@@ -212,6 +222,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             .held_bytes_per_series
             .unwrap_or(defaults.held_bytes_per_series),
         rss_per_request: args.rss_per_request.unwrap_or(defaults.rss_per_request),
+        concurrent_share: args.concurrent_share.unwrap_or(defaults.concurrent_share),
         ..defaults
     };
     let (profile, bench) = match bench {

@@ -178,6 +178,10 @@ pub struct Calibration {
     /// Resident bytes each concurrent request adds whatever it reads: its blocking-pool
     /// thread's stack and allocator arena, gRPC buffers.
     pub rss_per_request: u64,
+    /// Share of its peak that each concurrent request beyond the largest holds on average:
+    /// requests in flight together are rarely all at their peak, and memory one frees
+    /// serves the next.
+    pub concurrent_share: f64,
     /// Request latency when the bench gives none, seconds per MiB fetched, plus a floor.
     pub latency_floor_s: f64,
     pub latency_s_per_mib: f64,
@@ -188,11 +192,12 @@ pub struct Calibration {
 impl Default for Calibration {
     fn default() -> Self {
         // Fitted by scripts/plan-calibrate.py on small (1 and 8 clients) and small-200blocks
-        // (1 client); docs/PLANNING.md has the runs and the validation.
+        // (1 and 4 clients); docs/PLANNING.md has the runs and the validation.
         Calibration {
-            base_rss: 19_022_226,
-            held_bytes_per_series: 1391.0,
-            rss_per_request: 937_353,
+            base_rss: 16_117_457,
+            held_bytes_per_series: 3495.0,
+            rss_per_request: 348_366,
+            concurrent_share: 0.4,
             latency_floor_s: 0.002,
             latency_s_per_mib: 0.05,
             cpu_s_per_mib: 0.02,
@@ -572,9 +577,9 @@ pub fn plan(
         } else {
             0.0
         };
-        // The biggest request plus the mean for the others, capped by the in-flight limit,
+        // The biggest request plus the mean share for the others, capped by the in-flight limit,
         // and each request's fixed cost.
-        let inflight = (peak + (concurrency - 1.0).max(0.0) * mean_peak)
+        let inflight = (peak + (concurrency - 1.0).max(0.0) * cal.concurrent_share * mean_peak)
             .min(targets.inflight_limit as f64)
             + concurrency * cal.rss_per_request as f64;
         let split = MemorySplit {
@@ -784,6 +789,7 @@ mod tests {
             base_rss: 40 * MIB,
             held_bytes_per_series: 100.0,
             rss_per_request: MIB,
+            concurrent_share: 1.0,
             latency_floor_s: 0.0,
             latency_s_per_mib: 0.0,
             cpu_s_per_mib: 0.01,

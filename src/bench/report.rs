@@ -182,13 +182,17 @@ pub struct ProcessReport {
     /// The first probe after each cold start: the median, then every run.
     pub first_query_cold_ms: f64,
     pub first_query_cold_runs_ms: Vec<f64>,
-    /// Median of sequential probe runs on the warmed-up store.
+    /// Median of sequential probe runs on the store after the measured phase.
     pub probe_warm_ms: f64,
     /// The first probe after each warm restart: the median, then every run.
     pub first_query_warm_restart_ms: Option<f64>,
     pub first_query_warm_restart_runs_ms: Vec<f64>,
+    /// Each start's first probe over the median of the probe runs right after it on the
+    /// same process (`--probe-runs`): the median over the starts, then every start's ratio.
     pub cold_over_warm: f64,
+    pub cold_over_warm_runs: Vec<f64>,
     pub warm_restart_over_warm: Option<f64>,
+    pub warm_restart_over_warm_runs: Vec<f64>,
     /// The most resident memory the first run ever had: VmHWM, or a higher sampled VmRSS.
     pub peak_rss_bytes: u64,
     /// Highest sampled VmRSS during the measured phase.
@@ -211,12 +215,12 @@ pub struct RssPoint {
 }
 
 /// " (median of 3: 4.1, 5.0, 9.7 ms)" when a figure is the median of several runs.
-fn of_runs(runs: &[f64]) -> String {
+fn of_runs(runs: &[f64], unit: &str) -> String {
     if runs.len() < 2 {
         return String::new();
     }
     let each: Vec<String> = runs.iter().map(|v| format!("{v:.1}")).collect();
-    format!(" (median of {}: {} ms)", runs.len(), each.join(", "))
+    format!(" (median of {}: {}{unit})", runs.len(), each.join(", "))
 }
 
 /// Mean of the last quarter over mean of the first quarter of the measured samples (t >= 0).
@@ -416,7 +420,7 @@ pub fn render_text(r: &Report) -> String {
                 format!(
                     "first {} after cold start{}",
                     p.probe,
-                    of_runs(&p.first_query_cold_runs_ms)
+                    of_runs(&p.first_query_cold_runs_ms, " ms")
                 ),
                 ms(Some(p.first_query_cold_ms)),
             ],
@@ -428,13 +432,22 @@ pub fn render_text(r: &Report) -> String {
                 format!(
                     "first {} after warm restart{}",
                     p.probe,
-                    of_runs(&p.first_query_warm_restart_runs_ms)
+                    of_runs(&p.first_query_warm_restart_runs_ms, " ms")
                 ),
                 ms(p.first_query_warm_restart_ms),
             ],
-            vec!["cold first / warm".into(), ratio(Some(p.cold_over_warm))],
             vec![
-                "warm-restart first / warm".into(),
+                format!(
+                    "cold first / warm, same process{}",
+                    of_runs(&p.cold_over_warm_runs, "")
+                ),
+                ratio(Some(p.cold_over_warm)),
+            ],
+            vec![
+                format!(
+                    "warm-restart first / warm, same process{}",
+                    of_runs(&p.warm_restart_over_warm_runs, "")
+                ),
                 ratio(p.warm_restart_over_warm),
             ],
             vec!["peak RSS (VmHWM)".into(), mib(p.peak_rss_bytes)],

@@ -274,6 +274,24 @@ impl RssSampler {
     }
 }
 
+/// The probe's first latency on a fresh store, then the median of `probe_runs` more on the
+/// same process: a start's first query is compared with warm queries of that same process,
+/// taken right after it, so a busy host weighs on both alike.
+async fn first_then_warm(
+    client: &mut StoreClient<Channel>,
+    config: &BenchConfig,
+    probe: usize,
+    span: (i64, i64),
+) -> Result<(f64, f64), BenchError> {
+    let spec = &config.workload.requests[probe];
+    let first = ms(timed(client, spec, span).await?.latency);
+    let mut warm = Vec::new();
+    for _ in 0..config.probe_runs.max(1) {
+        warm.push(ms(timed(client, spec, span).await?.latency));
+    }
+    Ok((first, median(&warm)))
+}
+
 /// Starts `stele store` on `data_dir` (emptied first when `wipe`); returns it with the ms
 /// from spawn to /-/ready.
 async fn start_store(
@@ -343,8 +361,9 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
     let mut probe_client = connect(&grpc).await?;
     if let (Some(p), Target::Start { .. }) = (process_report.as_mut(), &config.target) {
         bar.set_message(format!("first {} after start", p.probe));
-        let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
-        p.first_query_cold_runs_ms.push(ms(first.latency));
+        let (first, warm) = first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
+        p.first_query_cold_runs_ms.push(first);
+        p.cold_over_warm_runs.push(first / warm.max(1e-9));
     }
     // More cold starts, each timed the same way; the last one is the store measured below.
     if let (
@@ -369,12 +388,15 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
             (grpc, http) = (s.grpc.clone(), Some(s.process.http.clone()));
             store = Some(s);
             probe_client = connect(&grpc).await?;
-            let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+            let (first, warm) =
+                first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
             p.start_to_ready_cold_runs_ms.push(ready);
-            p.first_query_cold_runs_ms.push(ms(first.latency));
+            p.first_query_cold_runs_ms.push(first);
+            p.cold_over_warm_runs.push(first / warm.max(1e-9));
         }
         p.start_to_ready_cold_ms = median(&p.start_to_ready_cold_runs_ms);
         p.first_query_cold_ms = median(&p.first_query_cold_runs_ms);
+        p.cold_over_warm = median(&p.cold_over_warm_runs);
     }
 
     let mut clients = Vec::with_capacity(config.concurrency);
@@ -505,7 +527,6 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
             .latency));
         }
         p.probe_warm_ms = median(&warm);
-        p.cold_over_warm = p.first_query_cold_ms / p.probe_warm_ms.max(1e-9);
         let rss = rss.unwrap_or_default();
         let measured = || rss.iter().filter(|r| r.t_s >= 0.0);
         p.peak_rss_measured_bytes = measured().map(|r| r.bytes).max().unwrap_or(0);
@@ -549,14 +570,15 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
             .await?;
             s = next;
             probe_client = connect(&s.grpc).await?;
-            let first = timed(&mut probe_client, &workload.requests[probe], spans[probe]).await?;
+            let (first, warm) =
+                first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
             p.start_to_ready_warm_runs_ms.push(ready);
-            p.first_query_warm_restart_runs_ms.push(ms(first.latency));
+            p.first_query_warm_restart_runs_ms.push(first);
+            p.warm_restart_over_warm_runs.push(first / warm.max(1e-9));
         }
         p.start_to_ready_warm_ms = Some(median(&p.start_to_ready_warm_runs_ms));
-        let first = median(&p.first_query_warm_restart_runs_ms);
-        p.first_query_warm_restart_ms = Some(first);
-        p.warm_restart_over_warm = Some(first / p.probe_warm_ms.max(1e-9));
+        p.first_query_warm_restart_ms = Some(median(&p.first_query_warm_restart_runs_ms));
+        p.warm_restart_over_warm = Some(median(&p.warm_restart_over_warm_runs));
         grpc = s.grpc.clone();
         store = Some(s);
     }

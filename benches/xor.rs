@@ -6,8 +6,11 @@
 //! of all three. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1
 //! --measurement-time 3`).
 //!
-//! For `perf stat`, `XOR_PERF=<shape>:<iterations>` replaces criterion by a fixed number of
-//! decoding passes over one data set (see `perf_run`).
+//! Decoding goes through `XorIter::for_each_sample`, the internal loop the block reader uses;
+//! `xor_decode_next` measures the plain iterator (`next`) for comparison.
+//!
+//! For `perf stat`, `XOR_PERF=<shape>:<iterations>[:next]` replaces criterion by a fixed number
+//! of decoding passes over one data set (see `perf_run`).
 
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -51,6 +54,28 @@ fn series(rng: &mut Pcg64, shape: Shape) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Decodes every chunk with the internal loop and folds the samples into a checksum.
+fn decode_internal(encoded: &[Vec<u8>]) -> u64 {
+    let mut acc = 0u64;
+    for chunk in encoded {
+        let mut it = XorIter::new(black_box(chunk)).expect("valid chunk");
+        it.for_each_sample(|t, v| acc = acc.wrapping_add(t as u64 ^ v.to_bits()))
+            .expect("valid chunk");
+    }
+    acc
+}
+
+/// The same with `XorIter::next`.
+fn decode_next(encoded: &[Vec<u8>]) -> u64 {
+    let mut acc = 0u64;
+    for chunk in encoded {
+        for (t, v) in XorIter::new(black_box(chunk)).expect("valid chunk") {
+            acc = acc.wrapping_add(t as u64 ^ v.to_bits());
+        }
+    }
+    acc
+}
+
 fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let mut e = XorEncoder::new();
     for &(t, v) in samples {
@@ -84,26 +109,27 @@ fn bench(c: &mut Criterion) {
     let sets = data_sets();
     let total = (SAMPLES_PER_CHUNK * CHUNKS) as u64;
 
-    let mut g = c.benchmark_group("xor_decode");
-    g.throughput(Throughput::Elements(total));
-    for (name, chunks) in &sets {
-        let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
-        let bytes: usize = encoded.iter().map(Vec::len).sum();
-        eprintln!("{name}: {:.2} bytes/sample", bytes as f64 / total as f64);
-        g.bench_with_input(BenchmarkId::from_parameter(name), &encoded, |b, encoded| {
-            b.iter(|| {
-                let mut acc = 0u64;
-                for chunk in encoded {
-                    let it = XorIter::new(black_box(chunk)).expect("valid chunk");
-                    for (t, v) in it {
-                        acc = acc.wrapping_add(t as u64 ^ v.to_bits());
-                    }
-                }
-                acc
-            })
-        });
+    let encoded: Vec<(&str, Vec<Vec<u8>>)> = sets
+        .iter()
+        .map(|(name, chunks)| (*name, chunks.iter().map(|s| encode(s)).collect()))
+        .collect();
+    for (group, decode) in [
+        ("xor_decode", decode_internal as fn(&[Vec<u8>]) -> u64),
+        ("xor_decode_next", decode_next),
+    ] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(total));
+        for (name, chunks) in &encoded {
+            if group == "xor_decode" {
+                let bytes: usize = chunks.iter().map(Vec::len).sum();
+                eprintln!("{name}: {:.2} bytes/sample", bytes as f64 / total as f64);
+            }
+            g.bench_with_input(BenchmarkId::from_parameter(name), chunks, |b, chunks| {
+                b.iter(|| decode(chunks))
+            });
+        }
+        g.finish();
     }
-    g.finish();
 
     let mut g = c.benchmark_group("xor_encode");
     g.throughput(Throughput::Elements(total));
@@ -121,12 +147,21 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// `XOR_PERF=<shape>:<iterations>` instead of criterion: decodes that data set a fixed number of
-/// times with the same loop as `xor_decode` and exits, for a steady per-sample count under
-/// `perf stat` (subtract a run with 0 iterations, which only builds the data).
+/// `XOR_PERF=<shape>:<iterations>[:next]` instead of criterion: decodes that data set a fixed
+/// number of times with the same loop as `xor_decode` (`xor_decode_next` with `:next`) and
+/// exits, for a steady per-sample count under `perf stat` (subtract a run with 0 iterations,
+/// which only builds the data).
 fn perf_run(spec: &str) {
-    let (name, iterations) = spec.split_once(':').expect("XOR_PERF=<shape>:<iterations>");
+    let mut parts = spec.split(':');
+    let (Some(name), Some(iterations)) = (parts.next(), parts.next()) else {
+        panic!("XOR_PERF=<shape>:<iterations>[:next]");
+    };
     let iterations: usize = iterations.parse().expect("iterations");
+    let decode = match parts.next() {
+        None => decode_internal,
+        Some("next") => decode_next,
+        Some(other) => panic!("unknown decoder {other:?}: leave it out or say next"),
+    };
     let (_, chunks) = data_sets()
         .into_iter()
         .find(|(n, _)| *n == name)
@@ -134,11 +169,7 @@ fn perf_run(spec: &str) {
     let encoded: Vec<Vec<u8>> = chunks.iter().map(|s| encode(s)).collect();
     let mut acc = 0u64;
     for _ in 0..iterations {
-        for chunk in &encoded {
-            for (t, v) in XorIter::new(black_box(chunk)).expect("valid chunk") {
-                acc = acc.wrapping_add(t as u64 ^ v.to_bits());
-            }
-        }
+        acc = acc.wrapping_add(decode(&encoded));
     }
     println!(
         "{name}: {} samples decoded ({acc:x})",

@@ -145,17 +145,15 @@ impl LocalBlock {
                 continue;
             }
             let mut it = XorIter::new(&chunk.data).map_err(|e| self.chunk_error(meta, e))?;
-            for (t, v) in it.by_ref() {
+            it.for_each_sample(|t, v| {
                 if t >= min_time
                     && t <= max_time
                     && !deleted.iter().any(|d| t >= d.min_time && t <= d.max_time)
                 {
                     out.push((t, v));
                 }
-            }
-            if let Some(e) = it.err() {
-                return Err(self.chunk_error(meta, e.clone()));
-            }
+            })
+            .map_err(|e| self.chunk_error(meta, e))?;
         }
         Ok((out, skipped))
     }

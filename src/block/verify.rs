@@ -57,22 +57,22 @@ pub fn verify_block(dir: &Path) -> Result<VerifyReport> {
                 TsdbError::corrupt(&chunk_file, Section::XorChunk, u64::from(offset), e)
             })?;
             let (mut first, mut last, mut n) = (None, i64::MIN, 0u64);
-            for (t, _) in it.by_ref() {
+            let mut unordered = None;
+            let decoded = it.for_each_sample(|t, _| {
                 if n > 0 && t <= last {
-                    return Err(at(format!("timestamps not increasing: {t} after {last}")));
+                    unordered.get_or_insert((t, last));
                 }
                 first.get_or_insert(t);
                 last = t;
                 n += 1;
+            });
+            // Reported before a decoding error further on, as the first problem in the chunk.
+            if let Some((t, before)) = unordered {
+                return Err(at(format!("timestamps not increasing: {t} after {before}")));
             }
-            if let Some(e) = it.err() {
-                return Err(TsdbError::corrupt(
-                    &chunk_file,
-                    Section::XorChunk,
-                    u64::from(offset),
-                    e.clone(),
-                ));
-            }
+            decoded.map_err(|e| {
+                TsdbError::corrupt(&chunk_file, Section::XorChunk, u64::from(offset), e)
+            })?;
             if first != Some(meta.min_time) || last != meta.max_time {
                 return Err(at(format!(
                     "index says chunk spans [{}, {}], its samples span [{}, {last}]",

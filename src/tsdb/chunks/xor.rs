@@ -296,21 +296,6 @@ impl<'a> XorIter<'a> {
         None
     }
 
-    /// Checks the sample did not run past the end of the data and yields it.
-    #[inline(always)]
-    fn finish_sample(&mut self) -> Option<(i64, f64)> {
-        // Reading past the end only ever produced zero bits; catch it once per sample.
-        // Only a load from past the end (`pos > len`) can have put such bits in the window.
-        if self.st.pos > self.st.data.len() as u32 {
-            let consumed = self.st.consumed_bits();
-            if consumed > (self.st.data.len() as u64) * 8 {
-                return self.fail(short_read(consumed, self.st.data.len()));
-            }
-        }
-        self.left -= 1;
-        Some((self.st.t, f64::from_bits(self.st.v)))
-    }
-
     /// Sample 0: varint timestamp and raw value bits, byte aligned.
     #[inline(always)]
     fn next_first(&mut self) -> Option<(i64, f64)> {
@@ -449,6 +434,28 @@ impl State<'_> {
         } else {
             raw as i64
         }
+    }
+
+    /// Fails if the bits consumed so far run past the end of the data.
+    #[inline(always)]
+    fn check_end(&self) -> Result<(), DecodeError> {
+        // Reading past the end only ever produced zero bits; catch it once per sample.
+        // Only a load from past the end (`pos > len`) can have put such bits in the window.
+        if self.pos > self.data.len() as u32 {
+            let consumed = self.consumed_bits();
+            if consumed > (self.data.len() as u64) * 8 {
+                return Err(short_read(consumed, self.data.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes one sample after the second, failing on an impossible window or at the end of
+    /// the data.
+    #[inline(always)]
+    fn step_checked(&mut self) -> Result<(), DecodeError> {
+        self.step().map_err(bad_window)?;
+        self.check_end()
     }
 
     /// Decodes one sample after the second (timestamp and value), without the end check.
@@ -598,12 +605,92 @@ impl Iterator for XorIter<'_> {
         if self.left == 0 {
             return None;
         }
-        if self.head >= 2 {
-            if let Err(w) = self.st.step() {
-                return self.fail(bad_window(w));
+        if self.head < 2 {
+            return self.next_head();
+        }
+        if let Err(e) = self.st.step_checked() {
+            return self.fail(e);
+        }
+        self.left -= 1;
+        Some((self.st.t, f64::from_bits(self.st.v)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(usize::from(self.left)))
+    }
+
+    /// The fast internal loop (see [`XorIter::for_each_sample`]); `count`, `for_each`, `sum`
+    /// and adapters like `filter` and `map` over it use it too.
+    fn fold<B, F>(mut self, init: B, f: F) -> B
+    where
+        F: FnMut(B, (i64, f64)) -> B,
+    {
+        self.decode_rest(init, f)
+    }
+}
+
+impl XorIter<'_> {
+    /// Calls `f` on every remaining sample, then returns the error that ended the decoding
+    /// early, if any (also kept for [`XorIter::err`]).
+    ///
+    /// Faster than `next`: the loop keeps the whole decoder state in registers and, on x86-64
+    /// CPUs with BMI2 (Intel since 2013, AMD since 2015), runs a copy compiled for them.
+    pub fn for_each_sample(&mut self, mut f: impl FnMut(i64, f64)) -> Result<(), DecodeError> {
+        self.decode_rest((), |(), (t, v)| f(t, v));
+        match &self.err {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Folds the remaining samples with the fastest loop this CPU can run.
+    fn decode_rest<B>(&mut self, init: B, f: impl FnMut(B, (i64, f64)) -> B) -> B {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("bmi2") && is_x86_feature_detected!("lzcnt") {
+            // SAFETY: the CPU has the features `decode_rest_bmi2` is compiled for (std caches
+            // the detection, so this costs two loads per chunk).
+            return unsafe { self.decode_rest_bmi2(init, f) };
+        }
+        self.decode_loop(init, f)
+    }
+
+    /// [`XorIter::decode_loop`] compiled with BMI2's flag-free variable shifts and `lzcnt`,
+    /// which take 10-15% of the instructions off a sample.
+    ///
+    /// Safety: only call it on a CPU that has BMI1, BMI2 and LZCNT.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi1,bmi2,lzcnt")]
+    unsafe fn decode_rest_bmi2<B>(&mut self, init: B, f: impl FnMut(B, (i64, f64)) -> B) -> B {
+        self.decode_loop(init, f)
+    }
+
+    #[inline(always)]
+    fn decode_loop<B>(&mut self, mut acc: B, mut f: impl FnMut(B, (i64, f64)) -> B) -> B {
+        while self.left > 0 && self.head < 2 {
+            match self.next_head() {
+                Some(s) => acc = f(acc, s),
+                None => return acc,
             }
-            return self.finish_sample();
-        } else if self.head == 0 {
+        }
+        // A local copy, so that `f` cannot force the state into memory.
+        let mut st = self.st;
+        for _ in 0..self.left {
+            if let Err(e) = st.step_checked() {
+                self.st = st;
+                self.fail(e);
+                return acc;
+            }
+            acc = f(acc, (st.t, f64::from_bits(st.v)));
+        }
+        self.st = st;
+        self.left = 0;
+        acc
+    }
+
+    /// Samples 0 and 1, which are byte aligned (`left > 0`, `head < 2`).
+    #[inline(always)]
+    fn next_head(&mut self) -> Option<(i64, f64)> {
+        if self.head == 0 {
             return self.next_first();
         }
         // Sample 1: byte-aligned uvarint delta; the bit reader starts after it.
@@ -619,12 +706,12 @@ impl Iterator for XorIter<'_> {
         if let Err(w) = self.st.read_value() {
             return self.fail(bad_window(w));
         }
+        if let Err(e) = self.st.check_end() {
+            return self.fail(e);
+        }
         self.head = 2;
-        self.finish_sample()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(usize::from(self.left)))
+        self.left -= 1;
+        Some((self.st.t, f64::from_bits(self.st.v)))
     }
 }
 
@@ -632,11 +719,8 @@ impl Iterator for XorIter<'_> {
 pub fn decode_xor(data: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
     let mut it = XorIter::new(data)?;
     let mut out = Vec::with_capacity(usize::from(it.num_samples()).min(data.len() * 8));
-    out.extend(&mut it);
-    match it.err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    it.for_each_sample(|t, v| out.push((t, v)))?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -661,7 +745,9 @@ mod tests {
             .collect())
     }
 
-    /// Everything the iterator yields, and whether it stopped on an error.
+    /// Everything the iterator yields, and whether it stopped on an error. The internal loop
+    /// must agree with `next`: through `for_each_sample` (the CPU's fastest copy), `fold`, the
+    /// portable copy, and after a few samples taken with `next`.
     fn decode_all(data: &[u8]) -> (Vec<(i64, u64)>, bool) {
         let Ok(mut it) = XorIter::new(data) else {
             return (Vec::new(), true);
@@ -670,6 +756,29 @@ mod tests {
         assert!(it.next().is_none(), "the iterator stays done");
         let failed = it.err().is_some();
         assert_eq!(failed, got.len() < usize::from(it.num_samples()));
+
+        let push = |mut out: Vec<(i64, u64)>, (t, v): (i64, f64)| {
+            out.push((t, v.to_bits()));
+            out
+        };
+        let mut fast = XorIter::new(data).unwrap();
+        let mut fast_got = Vec::new();
+        let res = fast.for_each_sample(|t, v| fast_got.push((t, v.to_bits())));
+        assert_eq!(fast_got, got);
+        assert_eq!(res.err().as_ref(), it.err());
+        assert_eq!(fast.err(), it.err());
+        assert!(fast.next().is_none(), "the iterator stays done");
+        assert_eq!(XorIter::new(data).unwrap().fold(Vec::new(), push), got);
+        let mut portable = XorIter::new(data).unwrap();
+        assert_eq!(portable.decode_loop(Vec::new(), push), got);
+        assert_eq!(portable.err(), it.err());
+        for before in [1, 2, 3, 7] {
+            let mut mixed = XorIter::new(data).unwrap();
+            let head = (0..before)
+                .map_while(|_| mixed.next())
+                .fold(Vec::new(), push);
+            assert_eq!(mixed.fold(head, push), got);
+        }
         (got, failed)
     }
 

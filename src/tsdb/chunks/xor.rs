@@ -646,9 +646,12 @@ impl XorIter<'_> {
     /// Folds the remaining samples with the fastest loop this CPU can run.
     fn decode_rest<B>(&mut self, init: B, f: impl FnMut(B, (i64, f64)) -> B) -> B {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("bmi2") && is_x86_feature_detected!("lzcnt") {
+        if is_x86_feature_detected!("bmi1")
+            && is_x86_feature_detected!("bmi2")
+            && is_x86_feature_detected!("lzcnt")
+        {
             // SAFETY: the CPU has the features `decode_rest_bmi2` is compiled for (std caches
-            // the detection, so this costs two loads per chunk).
+            // the detection, so this costs a few loads per chunk).
             return unsafe { self.decode_rest_bmi2(init, f) };
         }
         self.decode_loop(init, f)

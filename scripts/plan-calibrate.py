@@ -25,7 +25,7 @@ def plan(stele, blocks, report, extra):
 
 def least_squares(rows, ys):
     """Solves rows x = ys in the least-squares sense (normal equations, Gaussian
-    elimination); returns the solution and the sum of squared relative residuals."""
+    elimination)."""
     n = len(rows[0])
     a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
     b = [sum(r[i] * y for r, y in zip(rows, ys)) for i in range(n)]

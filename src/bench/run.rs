@@ -359,13 +359,7 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         .map(|r| r.range.resolve(data_min, data_max))
         .collect();
     let mut probe_client = connect(&grpc).await?;
-    if let (Some(p), Target::Start { .. }) = (process_report.as_mut(), &config.target) {
-        bar.set_message(format!("first {} after start", p.probe));
-        let (first, warm) = first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
-        p.first_query_cold_runs_ms.push(first);
-        p.cold_over_warm_runs.push(first / warm.max(1e-9));
-    }
-    // More cold starts, each timed the same way; the last one is the store measured below.
+    // The first probe after each cold start; the last start is the store measured below.
     if let (
         Some(p),
         Target::Start {
@@ -376,13 +370,17 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         },
     ) = (process_report.as_mut(), &config.target)
     {
+        bar.set_message(format!("first {} after start", p.probe));
+        let (first, warm) = first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
+        p.first_query_cold_runs_ms.push(first);
+        p.cold_over_warm_runs.push(first / warm.max(1e-9));
+        let data_dir = config.work_dir.join("store-data");
+        let log = config.work_dir.join("store.log");
         for run in 1..config.start_runs.max(1) {
             bar.set_message(format!("cold start {}", run + 1));
             if let Some(s) = store.take() {
                 s.process.stop(STOP_GRACE);
             }
-            let data_dir = config.work_dir.join("store-data");
-            let log = config.work_dir.join("store.log");
             let (s, ready) =
                 start_store(objstore_yaml, store_args, &data_dir, !keep_data_dir, &log).await?;
             (grpc, http) = (s.grpc.clone(), Some(s.process.http.clone()));

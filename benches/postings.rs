@@ -382,6 +382,16 @@ fn index_header(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+
+        // Reopening a header already on disk: what the first query of a block closed since
+        // (cold start in lazy mode, idle timeout) pays.
+        opened.block.index.close();
+        group.bench_function(format!("open/{name}"), |b| {
+            b.iter(|| {
+                opened.block.index.get().unwrap();
+                opened.block.index.close();
+            })
+        });
     }
     group.finish();
 }

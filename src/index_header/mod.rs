@@ -7,9 +7,16 @@
 //! inside those regions from the mapping and everything else from the remote index, so the
 //! ordinary [`IndexReader`](crate::tsdb::index::IndexReader) runs over it unchanged.
 //!
+//! The file also keeps where the samples of the symbol and postings offset tables lie
+//! ([`Sampling`]), found by scanning both tables once when the header is built: reopening a
+//! header (first query of a block after a start or an idle close) then decodes only the
+//! sampled entries instead of every one, most of what opening used to cost.
+//!
 //! File layout (big-endian): magic `u32`, format version `u8`, index length `u64`, region
-//! count `u32`, then `(index offset u64, length u64)` per region, the region bytes in that
-//! order, and a CRC32C of everything before it. A file that fails any check is rebuilt.
+//! count `u32`, then `(index offset u64, length u64)` per region; the symbol sample count
+//! `u32` and positions `u32` each, the postings sample count `u32` and positions `u32` each;
+//! the region bytes in region order, and a CRC32C of everything before it. A file that
+//! fails any check, or was written by another format version, is rebuilt.
 
 use std::ops::Range;
 use std::path::Path;
@@ -19,17 +26,29 @@ use bytes::Bytes;
 
 use crate::tsdb::encoding::{crc32c, Decbuf, DecodeError};
 use crate::tsdb::index::toc::TOC_LEN;
-use crate::tsdb::index::{Toc, HEADER_LEN};
+use crate::tsdb::index::{IndexReader, Sampling, Toc, HEADER_LEN};
 use crate::tsdb::source::{mmap_file, ReadAt, ReadError};
 use crate::tsdb::{Result, Section, TsdbError};
 
 pub const FILE_NAME: &str = "index-header";
 const MAGIC: u32 = 0x5354_4c48; // "STLH"
-const FORMAT_VERSION: u8 = 1;
+/// 2 added the sampling.
+const FORMAT_VERSION: u8 = 2;
 
 /// Copies the opening regions of `index` (header, symbol table, postings offset table, TOC)
-/// into the bytes of a header file.
+/// into the bytes of a header file, with the sampling of its tables.
 pub fn build(index: &dyn ReadAt) -> Result<Vec<u8>> {
+    let regions = opening_regions(index)?;
+    let len = index.len();
+    // Opening a reader over the regions alone checks them and finds the sampling.
+    let unsampled =
+        IndexHeader::from_bytes(Bytes::from(encode(len, &regions, &Sampling::default())))?;
+    let sampling = IndexReader::open(Arc::new(unsampled))?.sampling();
+    Ok(encode(len, &regions, &sampling))
+}
+
+/// The regions of `index` that opening reads, sorted by offset.
+fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
     let name = index.name().to_string();
     let len = index.len();
     let corrupt = |section, offset, e| TsdbError::corrupt(&name, section, offset, e);
@@ -93,28 +112,41 @@ pub fn build(index: &dyn ReadAt) -> Result<Vec<u8>> {
         (frame_ranges[1].start, frames[1].clone()),
     ];
     regions.sort_by_key(|r| r.0);
+    Ok(regions)
+}
+
+/// The bytes of a header file.
+fn encode(index_len: u64, regions: &[(u64, Bytes)], sampling: &Sampling) -> Vec<u8> {
     let data_len: usize = regions.iter().map(|r| r.1.len()).sum();
-    let mut out = Vec::with_capacity(17 + 16 * regions.len() + data_len + 4);
+    let samples = sampling.symbols.len() + sampling.postings.len();
+    let mut out = Vec::with_capacity(25 + 16 * regions.len() + 4 * samples + data_len + 4);
     out.extend_from_slice(&MAGIC.to_be_bytes());
     out.push(FORMAT_VERSION);
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&index_len.to_be_bytes());
     out.extend_from_slice(&(regions.len() as u32).to_be_bytes());
-    for (off, b) in &regions {
+    for (off, b) in regions {
         out.extend_from_slice(&off.to_be_bytes());
         out.extend_from_slice(&(b.len() as u64).to_be_bytes());
     }
-    for (_, b) in &regions {
+    for positions in [&sampling.symbols, &sampling.postings] {
+        out.extend_from_slice(&(positions.len() as u32).to_be_bytes());
+        for p in positions {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    for (_, b) in regions {
         out.extend_from_slice(b);
     }
     let crc = crc32c(&out);
     out.extend_from_slice(&crc.to_be_bytes());
-    Ok(out)
+    out
 }
 
-/// Writes a header file atomically (temp file, fsync, rename), so a crash never leaves a
-/// half-written header under the final name.
+/// Writes a header file (temp file, rename) without an fsync: a header torn by a crash
+/// fails its CRC at the next load and is rebuilt, which costs less than an fsync per block
+/// on every cold start.
 pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::fs::write_atomically(&dir.join(FILE_NAME), bytes)
+    crate::fs::replace_checksummed(&dir.join(FILE_NAME), bytes)
 }
 
 /// A validated, memory-mapped header file.
@@ -123,6 +155,7 @@ pub struct IndexHeader {
     index_len: u64,
     /// `(range in the index, offset in the map)`, sorted by index offset.
     regions: Vec<(Range<u64>, usize)>,
+    sampling: Sampling,
 }
 
 impl IndexHeader {
@@ -176,6 +209,20 @@ impl IndexHeader {
                 })?;
             ranges.push(off..end);
         }
+        let mut sampling = Sampling::default();
+        for positions in [&mut sampling.symbols, &mut sampling.postings] {
+            let n = d.be32()? as usize;
+            if n > d.len() / 4 {
+                return Err(DecodeError::ShortRead {
+                    needed: n * 4,
+                    available: d.len(),
+                });
+            }
+            positions.reserve_exact(n);
+            for _ in 0..n {
+                positions.push(d.be32()?);
+            }
+        }
         let mut at = body.len() - d.len();
         let mut regions = Vec::with_capacity(ranges.len());
         for r in ranges {
@@ -194,7 +241,13 @@ impl IndexHeader {
             map,
             index_len,
             regions,
+            sampling,
         })
+    }
+
+    /// Where the samples of the index's tables lie, as found when the header was built.
+    pub fn sampling(&self) -> &Sampling {
+        &self.sampling
     }
 
     /// Length of the index this header was built from.
@@ -223,6 +276,23 @@ impl IndexHeader {
             self.map
                 .slice(start..start + (range.end - range.start) as usize),
         )
+    }
+}
+
+/// The header alone: reads outside its regions fail. Opening an index needs nothing else.
+impl ReadAt for IndexHeader {
+    fn len(&self) -> u64 {
+        self.index_len
+    }
+
+    fn read_at(&self, range: Range<u64>) -> std::result::Result<Bytes, ReadError> {
+        self.local(&range).ok_or_else(|| {
+            ReadError::Backend(format!("index range {range:?} is not in the index header").into())
+        })
+    }
+
+    fn name(&self) -> &str {
+        FILE_NAME
     }
 }
 
@@ -302,6 +372,17 @@ pub fn open_or_build(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(HeaderedInd
     write(dir, &bytes).map_err(|e| TsdbError::io(&path, e))?;
     let header = IndexHeader::load(&path)?;
     Ok((HeaderedIndex::new(header, remote), true))
+}
+
+/// Opens the index of a block through its header under `dir` (built if missing or invalid),
+/// with the header's sampling. Returns the reader, whether the header was (re)built, and its
+/// size on disk.
+pub fn open_index(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(IndexReader, bool, u64)> {
+    let (headered, built) = open_or_build(dir, remote)?;
+    let size = headered.header().size();
+    let sampling = headered.header().sampling().clone();
+    let index = IndexReader::open_sampled(Arc::new(headered), Some(sampling))?;
+    Ok((index, built, size))
 }
 
 #[cfg(test)]
@@ -389,6 +470,42 @@ mod tests {
         // Reused on the next start.
         let (_, built) = open_or_build(dir.path(), remote.clone()).unwrap();
         assert!(!built);
+    }
+
+    #[test]
+    fn the_header_keeps_the_sampling_so_reopening_does_not_scan() {
+        let index = sample_index();
+        let dir = tempfile::tempdir().unwrap();
+        let remote: Arc<dyn ReadAt> = Arc::new(index.clone());
+        let (reader, built, size) = open_index(dir.path(), remote.clone()).unwrap();
+        assert!(built);
+        let scanned = IndexReader::open(Arc::new(index.clone())).unwrap();
+        let sampling = scanned.sampling();
+        // 300 instance values: several samples each, so lookups cross them.
+        assert!(sampling.postings.len() > 10 && !sampling.symbols.is_empty());
+        assert_eq!(reader.sampling(), sampling);
+
+        let (reopened, built, size_again) = open_index(dir.path(), remote).unwrap();
+        assert!(!built);
+        assert_eq!(size, size_again);
+        assert_eq!(reopened.sampling(), sampling);
+        assert_eq!(
+            reopened.label_names().unwrap(),
+            scanned.label_names().unwrap()
+        );
+        for name in ["instance", "job", "__name__"] {
+            let values = scanned.label_values(name).unwrap();
+            assert_eq!(reopened.label_values(name).unwrap(), values);
+            for v in &values {
+                assert_eq!(
+                    reopened.postings(name, v).unwrap(),
+                    scanned.postings(name, v).unwrap()
+                );
+            }
+        }
+        for r in 0..scanned.symbol_count() {
+            assert_eq!(reopened.symbol(r).unwrap(), scanned.symbol(r).unwrap());
+        }
     }
 
     #[test]

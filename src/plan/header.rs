@@ -3,7 +3,7 @@
 //!
 //! On disk the header is the file [`crate::index_header::build`] writes (the inventory builds
 //! those exact bytes, so that figure is exact). Once opened, the whole mapping is resident:
-//! `Symbols::new` and `SampledTable::new` scan both tables end to end. On the heap the reader
+//! opening checks the CRCs of the file and of both tables. On the heap the reader
 //! keeps one `u32` per 32 symbols and, per label name, a `NameSamples` with every 32nd value
 //! (and the last) as a `(String, u32)`.
 

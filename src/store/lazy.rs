@@ -76,13 +76,7 @@ impl LazyIndex {
             return Ok(index.clone());
         }
         let started = Instant::now();
-        let opened = index_header::open_or_build(&self.dir, self.remote.clone()).and_then(
-            |(headered, built)| {
-                let size = headered.header().size();
-                let index = IndexReader::open(Arc::new(headered) as Arc<dyn ReadAt>)?;
-                Ok((index, built, size))
-            },
-        );
+        let opened = index_header::open_index(&self.dir, self.remote.clone());
         let c = &self.counters;
         c.load_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -132,8 +132,9 @@ impl SampledTable {
         let mut names: Vec<NameSamples> = Vec::new();
         let mut prev: Option<(&str, &str)> = None;
         let mut in_name = 0usize;
-        // The most recent unsampled entry of the current name, to add as its last value.
-        let mut pending: Option<(String, u32)> = None;
+        // The most recent unsampled entry of the current name, to add as its last value;
+        // borrowed, as only one entry in 32 is kept.
+        let mut pending: Option<(&str, u32)> = None;
         visit_content(&content, |e| {
             match prev {
                 None if (e.name, e.value) != ("", "") => {
@@ -155,8 +156,8 @@ impl SampledTable {
             let pos = u32::try_from(e.position)
                 .map_err(|_| DecodeError::Invalid("postings offset table over 4 GiB".into()))?;
             if new_name {
-                if let (Some(last), Some(ns)) = (pending.take(), names.last_mut()) {
-                    ns.samples.push(last);
+                if let (Some((value, pos)), Some(ns)) = (pending.take(), names.last_mut()) {
+                    ns.samples.push((value.to_string(), pos));
                 }
                 names.push(NameSamples {
                     name: e.name.to_string(),
@@ -170,18 +171,66 @@ impl SampledTable {
                 }
                 pending = None;
             } else {
-                pending = Some((e.value.to_string(), pos));
+                pending = Some((e.value, pos));
             }
             in_name += 1;
             Ok(ControlFlow::Continue(()))
         })?;
-        if let (Some(last), Some(ns)) = (pending, names.last_mut()) {
-            ns.samples.push(last);
+        if let (Some((value, pos)), Some(ns)) = (pending, names.last_mut()) {
+            ns.samples.push((value.to_string(), pos));
         }
         for ns in &mut names {
             ns.samples.shrink_to_fit();
         }
         Ok(SampledTable { content, names })
+    }
+
+    /// Like [`Self::new`] from the positions a previous [`Self::sample_positions`] returned
+    /// for the same content (kept in an index header), decoding only the sampled entries.
+    /// Checked: every position decodes to an entry, the first is the all-postings key and
+    /// the keys increase; that they are the entries `new` would sample is trusted, their
+    /// container being checksummed.
+    pub fn with_samples(content: Bytes, positions: &[u32]) -> Result<Self, (usize, DecodeError)> {
+        let mut names: Vec<NameSamples> = Vec::new();
+        let mut prev: Option<(&str, &str)> = None;
+        for &pos in positions {
+            let at = pos as usize;
+            let mut d = Decbuf::new(content.get(at..).unwrap_or_default());
+            let e = decode_entry(&mut d, at).map_err(|e| (at, e))?;
+            let ordered = match prev {
+                None => at == 4 && (e.name, e.value) == ("", ""),
+                Some(p) => p < (e.name, e.value),
+            };
+            if !ordered {
+                return Err((
+                    at,
+                    DecodeError::Invalid(format!(
+                        "postings table sample ({:?}, {:?}) out of order",
+                        e.name, e.value
+                    )),
+                ));
+            }
+            if prev.is_none_or(|p| p.0 != e.name) {
+                names.push(NameSamples {
+                    name: e.name.to_string(),
+                    samples: Vec::new(),
+                });
+            }
+            prev = Some((e.name, e.value));
+            if let Some(ns) = names.last_mut() {
+                ns.samples.push((e.value.to_string(), pos));
+            }
+        }
+        Ok(SampledTable { content, names })
+    }
+
+    /// The content positions of the sampled entries, in table order, for
+    /// [`Self::with_samples`].
+    pub fn sample_positions(&self) -> Vec<u32> {
+        self.names
+            .iter()
+            .flat_map(|n| n.samples.iter().map(|s| s.1))
+            .collect()
     }
 
     /// The verified table content (`#entries` and entries).
@@ -406,6 +455,33 @@ mod tests {
         assert_eq!(t.values("a").unwrap(), vals);
         assert_eq!(t.values("b").unwrap(), vec!["x"]);
         assert_eq!(t.names().collect::<Vec<_>>(), vec!["", "a", "b"]);
+
+        let reopened = SampledTable::with_samples(t.content.clone(), &t.sample_positions());
+        let reopened = reopened.unwrap();
+        assert_eq!(reopened.names.len(), t.names.len());
+        for (a, b) in reopened.names.iter().zip(&t.names) {
+            assert_eq!((&a.name, &a.samples), (&b.name, &b.samples));
+        }
+    }
+
+    #[test]
+    fn samples_that_do_not_fit_the_content_are_refused() {
+        let entries = [
+            ("", "", 8u64),
+            ("a", "1", 20),
+            ("a", "2", 40),
+            ("b", "1", 60),
+        ];
+        let t = SampledTable::new(content(&entries)).unwrap();
+        let good = t.sample_positions();
+        let c = t.content.clone();
+        let reversed: Vec<u32> = good.iter().rev().copied().collect();
+        for bad in [&good[1..], &reversed[..], &[4, 5][..], &[4, 9999][..]] {
+            assert!(
+                SampledTable::with_samples(c.clone(), bad).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

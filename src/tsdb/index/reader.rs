@@ -69,8 +69,26 @@ impl std::fmt::Debug for IndexReader {
     }
 }
 
+/// Where the samples of the symbol and postings offset tables lie, as opening finds them by
+/// scanning both tables. Kept beside the tables (in an index header), it lets
+/// [`IndexReader::open_sampled`] skip the scans, most of what opening costs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sampling {
+    /// Positions of every 32nd symbol in the symbol table content.
+    pub symbols: Vec<u32>,
+    /// Positions of the sampled postings offset table entries (v2; empty for v1, whose
+    /// table is held whole).
+    pub postings: Vec<u32>,
+}
+
 impl IndexReader {
     pub fn open(source: Arc<dyn ReadAt>) -> Result<Self> {
+        Self::open_sampled(source, None)
+    }
+
+    /// Opens with the [`Sampling`] that [`Self::sampling`] gave for the same index, if any.
+    /// Sampling that does not fit the tables is a corruption error of the table concerned.
+    pub fn open_sampled(source: Arc<dyn ReadAt>, sampling: Option<Sampling>) -> Result<Self> {
         let name = source.name().to_string();
         let len = source.len();
         let corrupt = |section, offset, e| TsdbError::corrupt(&name, section, offset, e);
@@ -137,17 +155,28 @@ impl IndexReader {
             toc_start,
         };
         let sym = file.read_framed(Section::Symbols, toc.symbols)?;
-        let symbols = Symbols::new(sym, toc.symbols + 4, version)
-            .map_err(|(o, e)| file.corrupt(Section::Symbols, o, e))?;
+        let (sym_samples, pot_samples) = match sampling {
+            Some(s) => (Some(s.symbols), Some(s.postings)),
+            None => (None, None),
+        };
+        let symbols = match sym_samples {
+            Some(samples) => Symbols::with_samples(sym, toc.symbols + 4, version, samples),
+            None => Symbols::new(sym, toc.symbols + 4, version),
+        }
+        .map_err(|(o, e)| file.corrupt(Section::Symbols, o, e))?;
         let pot = file.read_framed(Section::PostingsOffsetTable, toc.postings_table)?;
         let base = toc.postings_table + 4;
         let pot_err = |(p, e): (usize, DecodeError)| {
             file.corrupt(Section::PostingsOffsetTable, base + p as u64, e)
         };
-        let postings = match version {
-            IndexVersion::V2 => PostingsOffsets::Sampled(SampledTable::new(pot).map_err(pot_err)?),
-            IndexVersion::V1 => PostingsOffsets::Full(FullTable::new(pot).map_err(pot_err)?),
-        };
+        let postings = match (version, pot_samples) {
+            (IndexVersion::V2, Some(samples)) => {
+                SampledTable::with_samples(pot, &samples).map(PostingsOffsets::Sampled)
+            }
+            (IndexVersion::V2, None) => SampledTable::new(pot).map(PostingsOffsets::Sampled),
+            (IndexVersion::V1, _) => FullTable::new(pot).map(PostingsOffsets::Full),
+        }
+        .map_err(pot_err)?;
         Ok(IndexReader {
             file,
             version,
@@ -160,6 +189,17 @@ impl IndexReader {
 
     pub fn version(&self) -> IndexVersion {
         self.version
+    }
+
+    /// The samples opening found, for [`Self::open_sampled`].
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            symbols: self.symbols.sample_positions().to_vec(),
+            postings: match &self.postings {
+                PostingsOffsets::Sampled(t) => t.sample_positions(),
+                PostingsOffsets::Full(_) => Vec::new(),
+            },
+        }
     }
 
     pub fn toc(&self) -> &Toc {

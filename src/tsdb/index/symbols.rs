@@ -59,6 +59,33 @@ impl Symbols {
                 DecodeError::Invalid(format!("{} trailing bytes after {count} symbols", d.len())),
             ));
         }
+        Self::with_samples(data, base, version, samples)
+    }
+
+    /// Like [`Self::new`] with the sample positions a previous [`Self::sample_positions`]
+    /// returned for the same bytes (kept in an index header), so the table is not scanned.
+    /// The positions are checked for shape (one per 32 symbols, increasing, in bounds); what
+    /// they point at is trusted, their container being checksummed.
+    pub fn with_samples(
+        data: Bytes,
+        base: u64,
+        version: IndexVersion,
+        samples: Vec<u32>,
+    ) -> Result<Self, (u64, DecodeError)> {
+        let count = Decbuf::new(&data).be32().map_err(|e| (base, e))?;
+        let want = (count as usize).div_ceil(SYMBOL_FACTOR);
+        let in_bounds = samples.first().is_none_or(|&p| p == 4)
+            && samples.windows(2).all(|w| w[0] < w[1])
+            && samples.last().is_none_or(|&p| (p as usize) < data.len());
+        if samples.len() != want || !in_bounds {
+            return Err((
+                base,
+                DecodeError::Invalid(format!(
+                    "{} symbol samples do not fit a table of {count} symbols",
+                    samples.len()
+                )),
+            ));
+        }
         Ok(Symbols {
             data,
             base,
@@ -66,6 +93,11 @@ impl Symbols {
             samples,
             version,
         })
+    }
+
+    /// Where symbols 0, 32, 64, ... start, for [`Self::with_samples`].
+    pub fn sample_positions(&self) -> &[u32] {
+        &self.samples
     }
 
     pub fn len(&self) -> u32 {
@@ -187,6 +219,29 @@ mod tests {
             encode_symbol(&mut e, s);
         }
         Bytes::from(e.buf)
+    }
+
+    #[test]
+    fn samples_kept_elsewhere_reopen_the_same_table() {
+        let owned: Vec<String> = (0..70).map(|i| format!("s{i:03}")).collect();
+        let syms: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        let scanned = Symbols::new(table(&syms), 9, IndexVersion::V2).unwrap();
+        let samples = scanned.sample_positions().to_vec();
+        assert_eq!(samples.len(), 3);
+        let reopened =
+            Symbols::with_samples(table(&syms), 9, IndexVersion::V2, samples.clone()).unwrap();
+        for i in 0..70 {
+            assert_eq!(reopened.lookup(i).unwrap(), scanned.lookup(i).unwrap());
+        }
+        // Samples of another table are refused, never trusted into a panic.
+        for bad in [
+            vec![],
+            samples[..2].to_vec(),
+            vec![4, 3, 2],
+            vec![4, 50, 9999],
+        ] {
+            assert!(Symbols::with_samples(table(&syms), 9, IndexVersion::V2, bad).is_err());
+        }
     }
 
     #[test]

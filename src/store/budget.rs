@@ -14,7 +14,7 @@
 //!
 //! Blocking (waits on a condition variable): blocking pool only.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,9 @@ pub struct MemoryBudget {
 #[derive(Debug, Default)]
 struct State {
     held: u64,
-    /// Tickets of the requests holding memory; the smallest (oldest) never waits.
-    holders: BTreeSet<u64>,
+    /// Bytes held per request ticket (several threads of one request share its ticket); the
+    /// smallest (oldest) ticket never waits.
+    holders: BTreeMap<u64, u64>,
 }
 
 /// For `/metrics`.
@@ -77,13 +78,14 @@ impl MemoryBudget {
     }
 
     /// Takes `bytes` from the budget for the request with `ticket`, waiting for other
-    /// requests to give some back if needed. `already` is what the request holds: one larger
-    /// than the whole budget is refused at once, since waiting cannot help it.
-    pub fn acquire(&self, ticket: u64, bytes: u64, already: u64) -> Result<(), StoreError> {
+    /// requests to give some back if needed. A request that would hold more than the whole
+    /// budget is refused at once, since waiting cannot help it.
+    pub fn acquire(&self, ticket: u64, bytes: u64) -> Result<(), StoreError> {
         if bytes == 0 {
             return Ok(());
         }
         let mut state = self.state.lock();
+        let already = state.holders.get(&ticket).copied().unwrap_or(0);
         if self.limit > 0 && already + bytes > self.limit {
             self.counters.refusals.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::ResourceExhausted(format!(
@@ -98,8 +100,8 @@ impl MemoryBudget {
                 && state.held + bytes > self.limit
                 && state
                     .holders
-                    .first()
-                    .is_some_and(|&oldest| oldest != ticket)
+                    .first_key_value()
+                    .is_some_and(|(&oldest, _)| oldest != ticket)
         };
         if must_wait(&state) {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
@@ -116,20 +118,24 @@ impl MemoryBudget {
             }
         }
         state.held += bytes;
-        state.holders.insert(ticket);
+        *state.holders.entry(ticket).or_insert(0) += bytes;
         Ok(())
     }
 
-    /// Gives `bytes` back for the request with `ticket`, which keeps `remaining`, and wakes
-    /// the requests waiting for room.
-    pub fn release(&self, ticket: u64, bytes: u64, remaining: u64) {
+    /// Gives `bytes` back for the request with `ticket` and wakes the requests waiting for
+    /// room.
+    pub fn release(&self, ticket: u64, bytes: u64) {
         if bytes == 0 {
             return;
         }
         let mut state = self.state.lock();
+        let held = state.holders.get(&ticket).copied().unwrap_or(0);
+        let bytes = bytes.min(held);
         state.held = state.held.saturating_sub(bytes);
-        if remaining == 0 {
+        if held == bytes {
             state.holders.remove(&ticket);
+        } else {
+            state.holders.insert(ticket, held - bytes);
         }
         self.freed.notify_all();
     }
@@ -143,15 +149,15 @@ mod tests {
     #[test]
     fn waits_for_room_then_proceeds() {
         let budget = Arc::new(MemoryBudget::new(100, Duration::from_secs(30)));
-        budget.acquire(1, 80, 0).unwrap();
+        budget.acquire(1, 80).unwrap();
         let waiter = {
             let budget = budget.clone();
-            std::thread::spawn(move || budget.acquire(2, 50, 0))
+            std::thread::spawn(move || budget.acquire(2, 50))
         };
         while budget.counters.waits.load(Ordering::Relaxed) == 0 {
             std::thread::yield_now();
         }
-        budget.release(1, 80, 0);
+        budget.release(1, 80);
         waiter.join().unwrap().unwrap();
         assert_eq!(budget.held(), 50);
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 0);
@@ -160,17 +166,17 @@ mod tests {
     #[test]
     fn refuses_after_the_wait_and_at_once_when_larger_than_everything() {
         let budget = MemoryBudget::new(100, Duration::from_millis(20));
-        budget.acquire(1, 60, 0).unwrap();
-        let e = budget.acquire(2, 50, 0).unwrap_err();
+        budget.acquire(1, 60).unwrap();
+        let e = budget.acquire(2, 50).unwrap_err();
         assert!(matches!(e, StoreError::ResourceExhausted(_)), "{e}");
         assert_eq!(budget.held(), 60, "a refused request holds nothing more");
 
         let started = Instant::now();
-        let e = budget.acquire(1, 30, 80).unwrap_err();
+        let e = budget.acquire(1, 50).unwrap_err();
         assert!(e.to_string().contains("more than the whole"), "{e}");
         assert!(started.elapsed() < Duration::from_millis(20), "no wait");
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 2);
-        budget.release(1, 60, 0);
+        budget.release(1, 60);
         assert_eq!(budget.held(), 0);
     }
 
@@ -178,24 +184,42 @@ mod tests {
     fn the_oldest_holder_never_waits_so_holders_cannot_deadlock() {
         let budget = MemoryBudget::new(100, Duration::from_millis(20));
         let (old, young) = (budget.ticket(), budget.ticket());
-        budget.acquire(young, 50, 0).unwrap();
-        budget.acquire(old, 50, 0).unwrap();
+        budget.acquire(young, 50).unwrap();
+        budget.acquire(old, 50).unwrap();
         // Both hold half and want more: the younger waits and is refused, the older goes on.
-        assert!(budget.acquire(young, 10, 50).is_err());
-        budget.acquire(old, 30, 50).unwrap();
+        assert!(budget.acquire(young, 10).is_err());
+        budget.acquire(old, 30).unwrap();
         assert_eq!(budget.held(), 130, "over by the oldest request's addition");
         // Once the oldest is done, the younger is the oldest holder.
-        budget.release(old, 80, 0);
-        budget.acquire(young, 40, 50).unwrap();
+        budget.release(old, 80);
+        budget.acquire(young, 40).unwrap();
+        assert_eq!(budget.held(), 90);
+    }
+
+    #[test]
+    fn threads_of_one_request_share_its_place_in_line() {
+        let budget = MemoryBudget::new(100, Duration::from_millis(20));
+        let (old, young) = (budget.ticket(), budget.ticket());
+        // Two threads of the older request take 40 each; one gives its part back.
+        budget.acquire(old, 40).unwrap();
+        budget.acquire(old, 40).unwrap();
+        budget.release(old, 40);
+        budget.acquire(young, 20).unwrap();
+        // The older request still holds 40, so it is still the oldest holder: it never waits.
+        budget.acquire(old, 50).unwrap();
+        assert_eq!(budget.held(), 110);
+        assert!(budget.acquire(young, 10).is_err(), "the younger one waits");
+        // Nor can a request give back more than it holds.
+        budget.release(young, 1000);
         assert_eq!(budget.held(), 90);
     }
 
     #[test]
     fn zero_is_unlimited_but_still_counted() {
         let budget = MemoryBudget::new(0, Duration::ZERO);
-        budget.acquire(1, u64::MAX / 2, 0).unwrap();
+        budget.acquire(1, u64::MAX / 2).unwrap();
         assert_eq!(budget.held(), u64::MAX / 2);
-        budget.release(1, u64::MAX / 2, 0);
+        budget.release(1, u64::MAX / 2);
         assert_eq!(budget.held(), 0);
     }
 }

@@ -96,6 +96,15 @@ impl BlockCursor {
         Ok(next)
     }
 
+    /// Reads the first batch now, if nothing is read yet (so that blocks can be read on
+    /// several threads before the merge asks for them one by one).
+    pub fn prime(&mut self, q: &SeriesQuery, ctx: &mut QueryCtx) -> Result<(), StoreError> {
+        if self.ready.is_empty() && self.next_ref == 0 && !self.refs.is_empty() {
+            self.read_batch(q, ctx)?;
+        }
+        Ok(())
+    }
+
     /// Gives back the budget of the series handed out: before a batch is read, only the
     /// held-back ones are still here.
     fn release_handed_out(&mut self, ctx: &mut QueryCtx) {
@@ -111,7 +120,7 @@ impl BlockCursor {
     }
 
     /// Drops what is left, after a failure.
-    fn abandon(&mut self, ctx: &mut QueryCtx) {
+    pub fn abandon(&mut self, ctx: &mut QueryCtx) {
         self.next_ref = self.refs.len();
         self.ready.clear();
         self.held_back.series.clear();

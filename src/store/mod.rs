@@ -106,7 +106,7 @@ impl QueryCtx {
     /// download), waiting for room if needed.
     pub fn hold(&mut self, bytes: u64) -> Result<(), StoreError> {
         if let Some(budget) = &self.budget {
-            budget.acquire(self.ticket, bytes, self.held)?;
+            budget.acquire(self.ticket, bytes)?;
             self.held += bytes;
         }
         Ok(())
@@ -117,7 +117,7 @@ impl QueryCtx {
         let bytes = bytes.min(self.held);
         self.held -= bytes;
         if let Some(budget) = &self.budget {
-            budget.release(self.ticket, bytes, self.held);
+            budget.release(self.ticket, bytes);
         }
     }
 
@@ -129,6 +129,41 @@ impl QueryCtx {
     /// Gives back what was reserved since `mark`, once that data has been sent on.
     pub fn release_to(&mut self, mark: u64) {
         self.release(self.held.saturating_sub(mark));
+    }
+
+    /// A context for part of this request run on another thread: the same cache, budget and
+    /// place in line, what remains of the bytes limit, and statistics and holdings of its
+    /// own, handed back with [`Self::absorb`].
+    pub fn fork(&self) -> QueryCtx {
+        let downloaded = self.stats.data_downloaded_size_sum as u64;
+        QueryCtx {
+            stats: QueryStats::default(),
+            bytes_limit: match self.bytes_limit {
+                0 => 0,
+                // At least one byte: 0 would mean unlimited.
+                limit => limit.saturating_sub(downloaded).max(1),
+            },
+            cache: self.cache.clone(),
+            budget: self.budget.clone(),
+            postings_cost_model: self.postings_cost_model,
+            held: 0,
+            ticket: self.ticket,
+        }
+    }
+
+    /// Takes over the statistics and holdings of a [`Self::fork`]. Forks run at once each
+    /// check the bytes limit alone, so the total is checked here.
+    pub fn absorb(&mut self, mut part: QueryCtx) -> Result<(), StoreError> {
+        self.held += std::mem::take(&mut part.held);
+        self.stats.add(&part.stats);
+        let downloaded = self.stats.data_downloaded_size_sum as u64;
+        if self.bytes_limit > 0 && downloaded > self.bytes_limit {
+            return Err(StoreError::ResourceExhausted(format!(
+                "exceeded bytes limit: the request downloaded {downloaded} bytes, the limit is {}",
+                self.bytes_limit
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -200,6 +235,34 @@ pub struct QueryStats {
     pub data_downloaded_size_sum: i64,
     pub get_all_duration: std::time::Duration,
     pub merge_duration: std::time::Duration,
+}
+
+impl QueryStats {
+    /// Adds the counts of `o`; durations are the caller's to measure.
+    pub fn add(&mut self, o: &QueryStats) {
+        self.blocks_queried += o.blocks_queried;
+        self.merged_series_count += o.merged_series_count;
+        self.merged_chunks_count += o.merged_chunks_count;
+        self.postings_touched += o.postings_touched;
+        self.postings_touched_size_sum += o.postings_touched_size_sum;
+        self.postings_to_fetch += o.postings_to_fetch;
+        self.postings_fetched += o.postings_fetched;
+        self.postings_fetched_size_sum += o.postings_fetched_size_sum;
+        self.postings_fetch_count += o.postings_fetch_count;
+        self.postings_filters += o.postings_filters;
+        self.series_filtered += o.series_filtered;
+        self.series_touched += o.series_touched;
+        self.series_touched_size_sum += o.series_touched_size_sum;
+        self.series_fetched += o.series_fetched;
+        self.series_fetched_size_sum += o.series_fetched_size_sum;
+        self.series_fetch_count += o.series_fetch_count;
+        self.chunks_touched += o.chunks_touched;
+        self.chunks_touched_size_sum += o.chunks_touched_size_sum;
+        self.chunks_fetched += o.chunks_fetched;
+        self.chunks_fetched_size_sum += o.chunks_fetched_size_sum;
+        self.chunks_fetch_count += o.chunks_fetch_count;
+        self.data_downloaded_size_sum += o.data_downloaded_size_sum;
+    }
 }
 
 /// What `Info` advertises.

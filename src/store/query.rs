@@ -159,11 +159,16 @@ impl BucketStore {
         let started = Instant::now();
 
         let selected = self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers);
-        let mut postings_total = 0u64;
-        let mut cursors = Vec::with_capacity(selected.len());
         let count = selected.len();
-        for (block, matchers) in selected {
-            let cursor = block.postings(&matchers, &mut ctx).and_then(|postings| {
+        // The blocks' postings (opening their indexes if closed) are read on several threads,
+        // then the series limit is checked before any series is read.
+        let postings = per_block(&selected, &mut ctx, |(block, matchers), ctx| {
+            block.postings(matchers, ctx)
+        })?;
+        let mut postings_total = 0u64;
+        let mut cursors = Vec::with_capacity(count);
+        for ((block, _), postings) in selected.into_iter().zip(postings) {
+            let cursor = postings.and_then(|postings| {
                 postings_total += postings.refs.len() as u64;
                 if limits.series > 0 && postings_total > limits.series {
                     return Err(StoreError::ResourceExhausted(format!(
@@ -176,9 +181,23 @@ impl BucketStore {
             match cursor {
                 Ok(c) => {
                     summary.queried_blocks.push(block.id);
-                    cursors.push(c);
+                    cursors.push(parking_lot::Mutex::new(c));
                 }
                 Err(e) => block_failed(block.id, e, q.partial_response, emit)?,
+            }
+        }
+        // Each cursor's first batch of series, on several threads too: for most requests that
+        // is all their series.
+        let primed = per_block(&cursors, &mut ctx, |cursor, ctx| {
+            cursor.lock().prime(q, ctx)
+        })?;
+        let mut cursors: Vec<BlockCursor> = cursors.into_iter().map(|c| c.into_inner()).collect();
+        for (i, outcome) in primed.into_iter().enumerate().rev() {
+            if let Err(e) = outcome {
+                let mut cursor = cursors.remove(i);
+                cursor.abandon(&mut ctx);
+                summary.queried_blocks.retain(|id| *id != cursor.block.id);
+                block_failed(cursor.block.id, e, q.partial_response, emit)?;
             }
         }
         ctx.stats.blocks_queried = summary.queried_blocks.len() as i64;
@@ -360,6 +379,62 @@ fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Per-block work shorter than this is not worth starting a thread for (tens of µs).
+const WORTH_A_THREAD: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Runs `work` for every item, each with its own fork of `ctx`, merged back in item order;
+/// results come in item order. This thread takes the first item; if it took longer than
+/// [`WORTH_A_THREAD`], the rest run on up to as many threads as there are cores (this one
+/// among them). Threads are scoped to the call, not pooled: a thread waiting for the memory
+/// budget must not hold up another request's work.
+fn per_block<I: Sync, T: Send>(
+    items: &[I],
+    ctx: &mut QueryCtx,
+    work: impl Fn(&I, &mut QueryCtx) -> T + Sync,
+) -> Result<Vec<T>, StoreError> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let slots: Vec<parking_lot::Mutex<(Option<T>, QueryCtx)>> = items
+        .iter()
+        .map(|_| parking_lot::Mutex::new((None, ctx.fork())))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run_one = || {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let (Some(item), Some(slot)) = (items.get(i), slots.get(i)) else {
+            return false;
+        };
+        let mut slot = slot.lock();
+        let out = work(item, &mut slot.1);
+        slot.0 = Some(out);
+        true
+    };
+    let run = || while run_one() {};
+    let started = Instant::now();
+    run_one();
+    let threads = cores.min(items.len().saturating_sub(1));
+    if threads <= 1 || started.elapsed() < WORTH_A_THREAD {
+        run();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(run);
+            }
+            run();
+        });
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut failed = Ok(());
+    for slot in slots {
+        let (result, part) = slot.into_inner();
+        if let Err(e) = ctx.absorb(part) {
+            failed = Err(e);
+        }
+        out.extend(result);
+    }
+    failed.map(|()| out)
 }
 
 /// A block failed: a warning if the request allows partial responses and the failure is

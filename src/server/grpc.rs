@@ -481,6 +481,19 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
             };
             let outcome = match result {
                 Ok(summary) => {
+                    let st = &summary.stats;
+                    tracing::debug!(
+                        blocks = st.blocks_queried,
+                        series = st.merged_series_count,
+                        chunks = st.merged_chunks_count,
+                        postings_fetched_bytes = st.postings_fetched_size_sum,
+                        series_fetched_bytes = st.series_fetched_size_sum,
+                        chunks_fetched_bytes = st.chunks_fetched_size_sum,
+                        postings_ms = st.get_all_duration.as_secs_f64() * 1e3,
+                        series_and_chunks_ms = st.merge_duration.as_secs_f64() * 1e3,
+                        total_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "Series done"
+                    );
                     if flush(&mut pending) {
                         send(Frame::Hints(series_hints(&summary)));
                     }

@@ -515,6 +515,44 @@ fn fetch_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::budget::MemoryBudget;
+
+    #[test]
+    fn per_block_keeps_item_order_and_hands_back_stats_and_holdings() {
+        let budget = Arc::new(MemoryBudget::new(0, std::time::Duration::ZERO));
+        let mut ctx = QueryCtx::default();
+        ctx.budget = Some(budget.clone());
+        ctx.ticket = budget.ticket();
+        ctx.bytes_limit = 1000;
+        let items: Vec<u64> = (1..=6).collect();
+        let threads = parking_lot::Mutex::new(std::collections::HashSet::new());
+        let out = per_block(&items, &mut ctx, |&i, ctx| {
+            threads.lock().insert(std::thread::current().id());
+            // The first item takes longer than a thread start: the rest are shared.
+            std::thread::sleep(WORTH_A_THREAD * if i == 1 { 2 } else { 1 });
+            ctx.reserve(i * 10)?;
+            ctx.stats.data_downloaded_size_sum += (i * 10) as i64;
+            ctx.stats.postings_fetched += 1;
+            Ok::<u64, StoreError>(i * 2)
+        })
+        .unwrap();
+        let out: Vec<u64> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(out, vec![2, 4, 6, 8, 10, 12]);
+        assert_eq!(ctx.stats.postings_fetched, 6);
+        assert_eq!(ctx.held(), 210);
+        assert_eq!(budget.held(), 210);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads.lock().len() > 1, cores > 1);
+
+        // Together over the request's bytes limit: refused when merged back.
+        let e = per_block(&items, &mut ctx, |&i, ctx| {
+            ctx.stats.data_downloaded_size_sum += (i * 50) as i64;
+        })
+        .unwrap_err();
+        assert!(matches!(e, StoreError::ResourceExhausted(_)), "{e}");
+        drop(ctx);
+        assert_eq!(budget.held(), 0, "everything given back");
+    }
 
     #[test]
     fn sharding_matches_prometheus_hashing() {

@@ -526,10 +526,19 @@ mod tests {
         ctx.bytes_limit = 1000;
         let items: Vec<u64> = (1..=6).collect();
         let threads = parking_lot::Mutex::new(std::collections::HashSet::new());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let out = per_block(&items, &mut ctx, |&i, ctx| {
             threads.lock().insert(std::thread::current().id());
-            // The first item takes longer than a thread start: the rest are shared.
-            std::thread::sleep(WORTH_A_THREAD * if i == 1 { 2 } else { 1 });
+            if i == 1 {
+                // The first item takes longer than a thread start: the rest are shared...
+                std::thread::sleep(WORTH_A_THREAD * 2);
+            } else if cores > 1 {
+                // ... so a second thread turns up, however busy the host.
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                while threads.lock().len() < 2 && Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             ctx.reserve(i * 10)?;
             ctx.stats.data_downloaded_size_sum += (i * 10) as i64;
             ctx.stats.postings_fetched += 1;
@@ -541,7 +550,6 @@ mod tests {
         assert_eq!(ctx.stats.postings_fetched, 6);
         assert_eq!(ctx.held(), 210);
         assert_eq!(budget.held(), 210);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(threads.lock().len() > 1, cores > 1);
 
         // Together over the request's bytes limit: refused when merged back.

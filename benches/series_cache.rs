@@ -85,7 +85,7 @@ fn fixture(dir: PathBuf) -> Fixture {
         index_header_idle_timeout: Duration::ZERO,
         inflight_memory_limit: 0,
         inflight_memory_wait: Duration::from_secs(1),
-        local_bucket: true,
+        local_bucket: Some(bucket.clone()),
         postings_cost_model: true,
     };
     let cache = Arc::new(IndexCache::new(2 << 30));

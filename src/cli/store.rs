@@ -305,7 +305,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         index_header_idle_timeout: args.index_header_idle_timeout,
         inflight_memory_limit: args.inflight_memory_limit,
         inflight_memory_wait: args.inflight_memory_wait,
-        local_bucket: bucket_config.provider == crate::objstore::Provider::Filesystem,
+        local_bucket: bucket_config.local_directory(),
         postings_cost_model: args.lazy_expanded_postings,
     };
     let store = Arc::new(BucketStore::new(

@@ -94,6 +94,15 @@ impl BucketConfig {
         serde_yaml::from_str(yaml).map_err(|e| ObjstoreError::Config(e.to_string()))
     }
 
+    /// The directory the objects of a FILESYSTEM bucket live in (its prefix included).
+    pub fn local_directory(&self) -> Option<std::path::PathBuf> {
+        if self.provider != Provider::Filesystem {
+            return None;
+        }
+        let c: FilesystemConfig = provider_config(&self.config).ok()?;
+        Some(std::path::Path::new(&c.directory).join(self.prefix.trim_matches('/')))
+    }
+
     pub fn build(&self) -> Result<Arc<dyn ObjectStore>, ObjstoreError> {
         let store: Arc<dyn ObjectStore> = match self.provider {
             Provider::Filesystem => {
@@ -212,6 +221,9 @@ mod tests {
             .await
             .unwrap();
         assert!(dir.path().join("tenant-a/x/meta.json").is_file());
+        let config = BucketConfig::parse(&yaml).unwrap();
+        let local = config.local_directory().unwrap();
+        assert!(local.join("x/meta.json").is_file(), "{}", local.display());
         let got = store
             .get(&Path::from("x/meta.json"))
             .await

@@ -34,9 +34,10 @@ pub struct BucketFile {
     name: String,
     runtime: Handle,
     counters: Arc<FetchCounters>,
-    /// The store is a local file system: ranges are read in one task with one open file,
-    /// and are not merged over gaps.
-    local: bool,
+    /// The object's path when the bucket is a local directory: ranges are read from the file
+    /// directly on the calling (blocking) thread, not through the runtime, and are not merged
+    /// over gaps.
+    local: Option<std::path::PathBuf>,
 }
 
 impl BucketFile {
@@ -55,14 +56,29 @@ impl BucketFile {
             len,
             runtime,
             counters,
-            local: false,
+            local: None,
         }
     }
 
-    /// Marks the file as local (see [`BucketFile::local`]).
-    pub fn with_local_reads(mut self, local: bool) -> Self {
-        self.local = local;
+    /// Reads the object as a file under `bucket_dir`, the directory of a local bucket (see
+    /// [`BucketFile::local`]).
+    pub fn with_local_reads(mut self, bucket_dir: Option<&std::path::Path>) -> Self {
+        self.local = bucket_dir.map(|dir| dir.join(self.path.as_ref()));
         self
+    }
+
+    /// A positional read per range of one open file.
+    fn read_local(file: &std::path::Path, ranges: &[Range<u64>]) -> std::io::Result<Vec<Bytes>> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(file)?;
+        ranges
+            .iter()
+            .map(|r| {
+                let mut buf = vec![0; (r.end - r.start) as usize];
+                f.read_exact_at(&mut buf, r.start)?;
+                Ok(Bytes::from(buf))
+            })
+            .collect()
     }
 
     fn fetch(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
@@ -70,17 +86,20 @@ impl BucketFile {
             check_bounds(r, self.len)?;
         }
         let requested: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-        let result = self.runtime.block_on(async {
-            if self.local {
-                // One blocking task, one open, a positional read per range.
-                return self.store.get_ranges(&self.path, ranges).await;
-            }
-            futures::stream::iter(ranges.iter().cloned())
-                .map(|r| self.store.get_range(&self.path, r))
-                .buffered(CONCURRENT_RANGE_READS)
-                .try_collect::<Vec<Bytes>>()
-                .await
-        });
+        let result: Result<Vec<Bytes>, Box<dyn std::error::Error + Send + Sync>> = match &self.local
+        {
+            Some(file) => Self::read_local(file, ranges)
+                .map_err(|e| format!("{}: reading {}: {e}", self.name, file.display()).into()),
+            None => self
+                .runtime
+                .block_on(
+                    futures::stream::iter(ranges.iter().cloned())
+                        .map(|r| self.store.get_range(&self.path, r))
+                        .buffered(CONCURRENT_RANGE_READS)
+                        .try_collect::<Vec<Bytes>>(),
+                )
+                .map_err(|e| e.into()),
+        };
         self.counters
             .requests
             .fetch_add(ranges.len() as u64, Ordering::Relaxed);
@@ -105,7 +124,7 @@ impl BucketFile {
             }
             Err(e) => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(ReadError::Backend(Box::new(e)))
+                Err(ReadError::Backend(e))
             }
         }
     }
@@ -129,7 +148,7 @@ impl ReadAt for BucketFile {
     }
 
     fn merge_gap(&self) -> u64 {
-        if self.local {
+        if self.local.is_some() {
             0
         } else {
             crate::tsdb::source::DEFAULT_MERGE_GAP
@@ -171,6 +190,38 @@ mod tests {
         assert!(got.2, "out-of-bounds reads are refused before any request");
         assert_eq!(counters.requests.load(Ordering::Relaxed), 3);
         assert_eq!(counters.bytes.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn a_local_bucket_is_read_directly_and_a_short_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/index"), b"0123456789").unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let counters = Arc::new(FetchCounters::default());
+        let open = |len| {
+            BucketFile::new(
+                store.clone(),
+                Path::from("b/index"),
+                len,
+                rt.handle().clone(),
+                counters.clone(),
+            )
+            .with_local_reads(Some(dir.path()))
+        };
+        let f = open(10);
+        assert_eq!(f.merge_gap(), 0);
+        assert_eq!(
+            f.read_ranges(&[0..2, 7..10]).unwrap(),
+            vec![Bytes::from_static(b"01"), Bytes::from_static(b"789")]
+        );
+        // Listed longer than it is (a half-uploaded object): an error, not short data.
+        let err = open(20).read_at(8..14).unwrap_err();
+        assert!(matches!(err, ReadError::Backend(_)), "{err}");
+        assert!(err.to_string().contains("b/index"), "{err}");
+        assert_eq!(counters.failures.load(Ordering::Relaxed), 1);
     }
 
     #[test]

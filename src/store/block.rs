@@ -153,8 +153,8 @@ pub struct BlockIo {
     pub index_counters: Arc<FetchCounters>,
     pub chunk_counters: Arc<FetchCounters>,
     pub headers: Arc<HeaderCounters>,
-    /// The bucket is a local file system (see [`BucketFile::with_local_reads`]).
-    pub local_bucket: bool,
+    /// The directory of a local file system bucket (see [`BucketFile::with_local_reads`]).
+    pub local_bucket: Option<PathBuf>,
 }
 
 impl BlockIo {
@@ -168,7 +168,7 @@ impl BlockIo {
             index_counters: Arc::default(),
             chunk_counters: Arc::default(),
             headers: Arc::default(),
-            local_bucket: true,
+            local_bucket: Some(dir.to_path_buf()),
         })
     }
 }
@@ -210,7 +210,7 @@ impl BucketBlock {
                     io.runtime.clone(),
                     counters.clone(),
                 )
-                .with_local_reads(io.local_bucket),
+                .with_local_reads(io.local_bucket.as_deref()),
             )
         };
         let missing = |what: &str| {

@@ -200,8 +200,9 @@ pub struct StoreConfig {
     /// waits for room before it is refused.
     pub inflight_memory_limit: u64,
     pub inflight_memory_wait: Duration,
-    /// The bucket is a local file system: reads are cheap, so ranges are not merged over gaps.
-    pub local_bucket: bool,
+    /// The directory of a local file system bucket: its files are read directly, and ranges
+    /// are not merged over gaps since reads are cheap.
+    pub local_bucket: Option<PathBuf>,
     /// See [`QueryCtx::postings_cost_model`].
     pub postings_cost_model: bool,
 }
@@ -619,7 +620,7 @@ impl BucketStore {
             index_counters: self.fetched_index.clone(),
             chunk_counters: self.fetched_chunks.clone(),
             headers: self.headers.clone(),
-            local_bucket: self.config.local_bucket,
+            local_bucket: self.config.local_bucket.clone(),
         };
         BucketBlock::open(
             meta,

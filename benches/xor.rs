@@ -6,11 +6,12 @@
 //! of all three. Run with `cargo bench --bench xor` (quick: `-- --warm-up-time 1
 //! --measurement-time 3`).
 //!
-//! Decoding goes through `XorIter::for_each_sample`, the internal loop the block reader uses;
-//! `xor_decode_next` measures the plain iterator (`next`) for comparison.
+//! Decoding goes through `XorIter::for_each_sample`, the internal loop the block reader uses,
+//! into a checksum; `xor_decode_vec` pushes the samples into a `Vec` the way the block reader
+//! does, and `xor_decode_next` measures the plain iterator (`next`) for comparison.
 //!
-//! For `perf stat`, `XOR_PERF=<shape>:<iterations>[:next]` replaces criterion by a fixed number
-//! of decoding passes over one data set (see `perf_run`).
+//! For `perf stat`, `XOR_PERF=<shape>:<iterations>[:next|:vec]` replaces criterion by a fixed
+//! number of decoding passes over one data set (see `perf_run`).
 
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -65,6 +66,22 @@ fn decode_internal(encoded: &[Vec<u8>]) -> u64 {
     acc
 }
 
+/// The same into a `Vec`, like the block reader: one vector reused across chunks, so what is
+/// measured is the push (capacity check, store, length), not the allocator.
+fn decode_vec(encoded: &[Vec<u8>]) -> u64 {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut acc = 0u64;
+    for chunk in encoded {
+        out.clear();
+        let mut it = XorIter::new(black_box(chunk)).expect("valid chunk");
+        it.for_each_sample(|t, v| out.push((t, v)))
+            .expect("valid chunk");
+        let (t, v) = black_box(&out).last().copied().unwrap_or_default();
+        acc = acc.wrapping_add(out.len() as u64 ^ t as u64 ^ v.to_bits());
+    }
+    acc
+}
+
 /// The same with `XorIter::next`.
 fn decode_next(encoded: &[Vec<u8>]) -> u64 {
     let mut acc = 0u64;
@@ -115,6 +132,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     for (group, decode) in [
         ("xor_decode", decode_internal as fn(&[Vec<u8>]) -> u64),
+        ("xor_decode_vec", decode_vec),
         ("xor_decode_next", decode_next),
     ] {
         let mut g = c.benchmark_group(group);
@@ -147,20 +165,21 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// `XOR_PERF=<shape>:<iterations>[:next]` instead of criterion: decodes that data set a fixed
-/// number of times with the same loop as `xor_decode` (`xor_decode_next` with `:next`) and
-/// exits, for a steady per-sample count under `perf stat` (subtract a run with 0 iterations,
-/// which only builds the data).
+/// `XOR_PERF=<shape>:<iterations>[:next|:vec]` instead of criterion: decodes that data set a
+/// fixed number of times with the same loop as `xor_decode` (`xor_decode_next` with `:next`,
+/// `xor_decode_vec` with `:vec`) and exits, for a steady per-sample count under `perf stat`
+/// (subtract a run with 0 iterations, which only builds the data).
 fn perf_run(spec: &str) {
     let mut parts = spec.split(':');
     let (Some(name), Some(iterations)) = (parts.next(), parts.next()) else {
-        panic!("XOR_PERF=<shape>:<iterations>[:next]");
+        panic!("XOR_PERF=<shape>:<iterations>[:next|:vec]");
     };
     let iterations: usize = iterations.parse().expect("iterations");
     let decode = match parts.next() {
         None => decode_internal,
         Some("next") => decode_next,
-        Some(other) => panic!("unknown decoder {other:?}: leave it out or say next"),
+        Some("vec") => decode_vec,
+        Some(other) => panic!("unknown decoder {other:?}: leave it out or say next or vec"),
     };
     let (_, chunks) = data_sets()
         .into_iter()

@@ -41,9 +41,9 @@ fn limit_malloc_arenas() {
 /// glibc serves allocations above a threshold with their own mapping, returned to the system
 /// when freed, but raises the threshold (up to 32 MiB) each time such a block is freed, after
 /// which fetch buffers and response batches of a few hundred KiB come from the arenas and stay
-/// resident. A fixed threshold keeps them mapped: the store's peak RSS under 32 clients on
-/// `medium` went from 255 to 243 MiB (docs/PERFORMANCE.md). `MALLOC_MMAP_THRESHOLD_` in the
-/// environment still wins.
+/// resident. A fixed threshold keeps them mapped: the store's peak RSS over 10 minutes of 32
+/// clients on `medium` is 257 MiB with it and 331 MiB without (docs/PERFORMANCE.md, stop 14).
+/// `MALLOC_MMAP_THRESHOLD_` in the environment still wins.
 fn fix_malloc_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {

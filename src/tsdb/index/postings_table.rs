@@ -129,12 +129,11 @@ impl SampledTable {
     /// Builds the samples from verified content, rejecting an unsorted table (lookups
     /// binary-search it) or one not starting with the all-postings key.
     pub fn new(content: Bytes) -> Result<Self, (usize, DecodeError)> {
-        let mut names: Vec<NameSamples> = Vec::new();
+        let mut positions: Vec<u32> = Vec::new();
         let mut prev: Option<(&str, &str)> = None;
         let mut in_name = 0usize;
-        // The most recent unsampled entry of the current name, to add as its last value;
-        // borrowed, as only one entry in 32 is kept.
-        let mut pending: Option<(&str, u32)> = None;
+        // The most recent unsampled entry of the current name, to add as its last value.
+        let mut pending: Option<u32> = None;
         visit_content(&content, |e| {
             match prev {
                 None if (e.name, e.value) != ("", "") => {
@@ -151,38 +150,24 @@ impl SampledTable {
                 }
                 _ => {}
             }
-            let new_name = prev.is_none_or(|p| p.0 != e.name);
+            if prev.is_none_or(|p| p.0 != e.name) {
+                positions.extend(pending.take());
+                in_name = 0;
+            }
             prev = Some((e.name, e.value));
             let pos = u32::try_from(e.position)
                 .map_err(|_| DecodeError::Invalid("postings offset table over 4 GiB".into()))?;
-            if new_name {
-                if let (Some((value, pos)), Some(ns)) = (pending.take(), names.last_mut()) {
-                    ns.samples.push((value.to_string(), pos));
-                }
-                names.push(NameSamples {
-                    name: e.name.to_string(),
-                    samples: Vec::new(),
-                });
-                in_name = 0;
-            }
             if in_name % POSTINGS_SAMPLE_FACTOR == 0 {
-                if let Some(ns) = names.last_mut() {
-                    ns.samples.push((e.value.to_string(), pos));
-                }
+                positions.push(pos);
                 pending = None;
             } else {
-                pending = Some((e.value, pos));
+                pending = Some(pos);
             }
             in_name += 1;
             Ok(ControlFlow::Continue(()))
         })?;
-        if let (Some((value, pos)), Some(ns)) = (pending, names.last_mut()) {
-            ns.samples.push((value.to_string(), pos));
-        }
-        for ns in &mut names {
-            ns.samples.shrink_to_fit();
-        }
-        Ok(SampledTable { content, names })
+        positions.extend(pending);
+        Self::with_samples(content, &positions)
     }
 
     /// Like [`Self::new`] from the positions a previous [`Self::sample_positions`] returned
@@ -220,6 +205,10 @@ impl SampledTable {
             if let Some(ns) = names.last_mut() {
                 ns.samples.push((e.value.to_string(), pos));
             }
+        }
+        // Exact sizes: this is what a loaded header keeps (`plan::header` counts on it).
+        for ns in &mut names {
+            ns.samples.shrink_to_fit();
         }
         Ok(SampledTable { content, names })
     }

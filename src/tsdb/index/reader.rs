@@ -155,10 +155,7 @@ impl IndexReader {
             toc_start,
         };
         let sym = file.read_framed(Section::Symbols, toc.symbols)?;
-        let (sym_samples, pot_samples) = match sampling {
-            Some(s) => (Some(s.symbols), Some(s.postings)),
-            None => (None, None),
-        };
+        let (sym_samples, pot_samples) = sampling.map(|s| (s.symbols, s.postings)).unzip();
         let symbols = match sym_samples {
             Some(samples) => Symbols::with_samples(sym, toc.symbols + 4, version, samples),
             None => Symbols::new(sym, toc.symbols + 4, version),

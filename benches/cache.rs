@@ -1,4 +1,4 @@
-//! The index cache under concurrency: `IndexCache` (16 lock shards, byte-bounded) against a
+//! The index cache under concurrency: `Cache` (16 lock shards, byte-bounded) against a
 //! plain LRU behind one lock, same budget, same Zipf-distributed workload (s = 1, 100k keys,
 //! 90% gets with a put on every miss, 300-byte values).
 //! - `cache_ops/{sharded,single_lock}/{1,2,8,32}`: operations per second with that many threads;
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
-use stele::cache::{CacheKey, IndexCache};
+use stele::cache::{Cache, CacheKey};
 use ulid::Ulid;
 
 const KEYS: u64 = 100_000;
@@ -49,17 +49,17 @@ impl Zipf {
     }
 }
 
-trait Cache: Send + Sync {
+trait AnyCache: Send + Sync {
     fn get(&self, key: &CacheKey) -> Option<Bytes>;
     fn put(&self, key: CacheKey, value: Bytes);
 }
 
-impl Cache for IndexCache {
+impl AnyCache for Cache {
     fn get(&self, key: &CacheKey) -> Option<Bytes> {
-        IndexCache::get(self, key)
+        Cache::get(self, key)
     }
     fn put(&self, key: CacheKey, value: Bytes) {
-        IndexCache::put(self, key, value)
+        Cache::put(self, key, value)
     }
 }
 
@@ -75,7 +75,7 @@ impl SingleLock {
     }
 }
 
-impl Cache for SingleLock {
+impl AnyCache for SingleLock {
     fn get(&self, key: &CacheKey) -> Option<Bytes> {
         self.0.lock().get(key).cloned()
     }
@@ -89,7 +89,7 @@ fn key(block: Ulid, n: u64) -> CacheKey {
 }
 
 /// Runs `ops` Zipf operations; returns the hits.
-fn workload(cache: &dyn Cache, zipf: &Zipf, seed: u64, ops: u64) -> u64 {
+fn workload(cache: &dyn AnyCache, zipf: &Zipf, seed: u64, ops: u64) -> u64 {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let block = Ulid(1);
     let value = Bytes::from(vec![7u8; VALUE_BYTES]);
@@ -107,7 +107,7 @@ fn workload(cache: &dyn Cache, zipf: &Zipf, seed: u64, ops: u64) -> u64 {
     hits
 }
 
-fn run_threads(cache: Arc<dyn Cache>, zipf: Arc<Zipf>, threads: u64, ops: u64) -> Duration {
+fn run_threads(cache: Arc<dyn AnyCache>, zipf: Arc<Zipf>, threads: u64, ops: u64) -> Duration {
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -124,7 +124,7 @@ fn run_threads(cache: Arc<dyn Cache>, zipf: Arc<Zipf>, threads: u64, ops: u64) -
 fn hit_ratios(zipf: &Zipf) {
     let ops = 1_000_000;
     let gets = |hits: u64| hits as f64 / (ops as f64 * 0.9);
-    let sharded = IndexCache::new(BUDGET);
+    let sharded = Cache::new(BUDGET);
     let single = SingleLock::new();
     let (s, b) = (
         workload(&sharded, zipf, 1, ops),
@@ -146,10 +146,10 @@ fn bench(c: &mut Criterion) {
         for (name, make) in [
             (
                 "sharded",
-                (|| Arc::new(IndexCache::new(BUDGET)) as Arc<dyn Cache>) as fn() -> _,
+                (|| Arc::new(Cache::new(BUDGET)) as Arc<dyn AnyCache>) as fn() -> _,
             ),
             ("single_lock", || {
-                Arc::new(SingleLock::new()) as Arc<dyn Cache>
+                Arc::new(SingleLock::new()) as Arc<dyn AnyCache>
             }),
         ] {
             g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {

@@ -5,11 +5,11 @@
 //!   several `--index-cache.compress-min-bytes` thresholds are printed, for postings both as
 //!   the index stores them (big-endian lists) and as the store caches them (serialized
 //!   roaring bitmaps, never compressed);
-//! - `cache_zstd/get_{postings,series}/{off,4KiB}`: `IndexCache::get` of every value of that
+//! - `cache_zstd/get_{postings,series}/{off,4KiB}`: `Cache::get` of every value of that
 //!   kind from a warm cache, values/s (decompression included);
 //! - `cache_zstd/decompress_large_postings`: decoding the lists compressed at 4 KiB, raw
 //!   bytes/s;
-//! - `cache_zstd/put_postings/{off,4KiB}`: `IndexCache::put` of every postings list
+//! - `cache_zstd/put_postings/{off,4KiB}`: `Cache::put` of every postings list
 //!   (compression included).
 //!
 //! Run: `cargo bench --bench cache_zstd`
@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use roaring::RoaringBitmap;
 use stele::block::LocalBlock;
 use stele::cache::series_pages::{encode_page, page_of};
-use stele::cache::{CacheKey, CacheOptions, IndexCache, Stored};
+use stele::cache::{Cache, CacheKey, CacheOptions, Stored};
 use stele::tsdb::source::ReadAt;
 use ulid::Ulid;
 
@@ -130,8 +130,8 @@ fn report(kind: &str, values: &[(CacheKey, Bytes)]) {
     }
 }
 
-fn warm_cache(values: &[(CacheKey, Bytes)], compress_min_bytes: usize) -> IndexCache {
-    let cache = IndexCache::with_options(
+fn warm_cache(values: &[(CacheKey, Bytes)], compress_min_bytes: usize) -> Cache {
+    let cache = Cache::with_options(
         CacheOptions {
             compress_min_bytes,
             ..CacheOptions::in_memory(1 << 30)

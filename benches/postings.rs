@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use stele::block::BlockWriter;
-use stele::cache::{CacheOptions, IndexCache, ItemKind};
+use stele::cache::{Cache, CacheOptions, ItemKind};
 use stele::model::{MatchKind, Matcher};
 use stele::store::{BlockIo, BucketBlock, QueryCtx};
 use ulid::Ulid;
@@ -208,15 +208,15 @@ fn cases() -> Vec<(&'static str, Vec<Matcher>)> {
     ]
 }
 
-fn ctx(cache: Option<&Arc<IndexCache>>, cost_model: bool) -> QueryCtx {
+fn ctx(cache: Option<&Arc<Cache>>, cost_model: bool) -> QueryCtx {
     let mut ctx = QueryCtx::default();
     ctx.cache = cache.cloned();
     ctx.postings_cost_model = cost_model;
     ctx
 }
 
-fn cache(enabled: Vec<ItemKind>) -> Arc<IndexCache> {
-    Arc::new(IndexCache::with_options(
+fn cache(enabled: Vec<ItemKind>) -> Arc<Cache> {
+    Arc::new(Cache::with_options(
         CacheOptions {
             enabled,
             ..CacheOptions::in_memory(CACHE_BYTES)
@@ -248,7 +248,7 @@ fn postings(c: &mut Criterion) {
 
     let lists_only = cache(vec![ItemKind::Postings]);
     let full = cache(ItemKind::ALL.to_vec());
-    let modes: [(&str, Option<&Arc<IndexCache>>, bool); 4] = [
+    let modes: [(&str, Option<&Arc<Cache>>, bool); 4] = [
         ("cold", None, true),
         ("cold_no_model", None, false),
         ("warm_lists", Some(&lists_only), true),

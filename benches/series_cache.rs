@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stele::bucket::discover::BlockFilters;
-use stele::cache::{IndexCache, ItemKind};
+use stele::cache::{Cache, ItemKind};
 use stele::store::{BucketBlock, BucketStore, Limits, StoreConfig};
 
 /// Heap bytes allocated and not freed, over the whole process.
@@ -54,7 +54,7 @@ struct Fixture {
     _dirs: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
     store: Arc<BucketStore>,
-    cache: Arc<IndexCache>,
+    cache: Arc<Cache>,
     block: Arc<BucketBlock>,
     refs: Vec<u64>,
 }
@@ -88,7 +88,7 @@ fn fixture(dir: PathBuf) -> Fixture {
         local_bucket: Some(bucket.clone()),
         postings_cost_model: true,
     };
-    let cache = Arc::new(IndexCache::new(2 << 30));
+    let cache = Arc::new(Cache::new(2 << 30));
     let store = Arc::new(BucketStore::new(
         stele::objstore::from_yaml(&yaml).unwrap(),
         config,

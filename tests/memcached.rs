@@ -11,7 +11,7 @@ use common::storeapi::wait_until;
 use common::MemcachedServer;
 use stele::cache::config::MemcachedConfig;
 use stele::cache::memcached::{MemcachedClient, MemcachedMetrics, OP_GET_MULTI, OP_SET};
-use stele::cache::{CacheKey, CacheOptions, IndexCache, ItemKind, SecondLevel};
+use stele::cache::{Cache, CacheKey, CacheOptions, ItemKind, SecondLevel};
 use ulid::Ulid;
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -51,8 +51,8 @@ fn long_key(tag: &str) -> CacheKey {
 }
 
 /// Memory holds nothing, so every lookup goes to memcached.
-fn memcached_only(second: SecondLevel) -> IndexCache {
-    IndexCache::with_options(CacheOptions::in_memory(0), Some(second))
+fn memcached_only(second: SecondLevel) -> Cache {
+    Cache::with_options(CacheOptions::in_memory(0), Some(second))
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn the_index_cache_fills_memory_from_memcached_and_keys_are_exact() {
     drained(writer.second_level().unwrap().client());
 
     // Another store: memory first (empty), then memcached, then memory again.
-    let reader = IndexCache::with_options(
+    let reader = Cache::with_options(
         CacheOptions::in_memory(1 << 20),
         Some(SecondLevel::new(client(config(&server)), TTL)),
     );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use stele::block::write_block;
-use stele::cache::IndexCache;
+use stele::cache::Cache;
 use stele::model::{Labels, MatchKind, Matcher};
 use stele::store::{BlockIo, BucketBlock, QueryCtx};
 use ulid::Ulid;
@@ -52,7 +52,7 @@ fn matcher() -> impl Strategy<Value = Matcher> {
 fn select(
     block: &BucketBlock,
     matchers: &[Matcher],
-    cache: Option<&Arc<IndexCache>>,
+    cache: Option<&Arc<Cache>>,
     cost_model: bool,
 ) -> (BTreeSet<Labels>, i64) {
     let mut ctx = QueryCtx::default();
@@ -82,7 +82,7 @@ fn cost_model_selects_exactly_what_the_matchers_do() {
     let data = tempfile::tempdir().unwrap();
     let io = BlockIo::local(bucket.path(), runtime.handle().clone()).unwrap();
     let block = BucketBlock::open_from_bucket(id, data.path(), &io).unwrap();
-    let cache = Arc::new(IndexCache::new(64 << 20));
+    let cache = Arc::new(Cache::new(64 << 20));
 
     let filtered_sets = std::cell::Cell::new(0);
     proptest!(ProptestConfig::with_cases(200), |(matchers in prop::collection::vec(matcher(), 1..4))| {

@@ -71,7 +71,7 @@ impl ItemKind {
     }
 }
 
-/// How an [`IndexCache`] is set up, beyond its byte budget.
+/// How a [`Cache`] is set up, beyond its byte budget.
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
     /// The in-memory budget; 0 keeps nothing in memory.
@@ -184,7 +184,7 @@ impl Shard {
     }
 }
 
-pub struct IndexCache {
+pub struct Cache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
@@ -193,9 +193,9 @@ pub struct IndexCache {
     second: Option<SecondLevel>,
 }
 
-impl std::fmt::Debug for IndexCache {
+impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IndexCache")
+        f.debug_struct("Cache")
             .field("options", &self.options)
             .field("second", &self.second)
             .finish_non_exhaustive()
@@ -206,7 +206,7 @@ fn entry_size(key: &CacheKey, value: &Stored) -> u64 {
     key.size() + value.len() as u64 + ENTRY_OVERHEAD
 }
 
-impl IndexCache {
+impl Cache {
     /// An in-memory cache holding at most `max_bytes`; 0 disables it (every lookup misses).
     pub fn new(max_bytes: u64) -> Self {
         Self::with_options(CacheOptions::in_memory(max_bytes), None)
@@ -217,7 +217,7 @@ impl IndexCache {
         for k in &options.enabled {
             enabled[k.index()] = true;
         }
-        IndexCache {
+        Cache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_byte_budget_and_evicts_least_recently_used() {
-        let cache = IndexCache::new(16 * 4096);
+        let cache = Cache::new(16 * 4096);
         for i in 0..2000 {
             cache.put(postings(1, &format!("v{i}")), Bytes::from(vec![0u8; 500]));
             assert!(cache.bytes() <= cache.max_bytes());
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn keys_are_exact_and_blocks_can_be_dropped() {
-        let cache = IndexCache::new(1 << 20);
+        let cache = Cache::new(1 << 20);
         cache.put(postings(1, "a"), Bytes::from_static(b"one"));
         cache.put(postings(2, "a"), Bytes::from_static(b"two"));
         cache.put(
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn oversized_items_and_a_zero_budget_cache_nothing() {
-        let cache = IndexCache::new(0);
+        let cache = Cache::new(0);
         cache.put(postings(1, "a"), Bytes::from_static(b"x"));
         assert!(cache.get(&postings(1, "a")).is_none());
         assert_eq!(cache.stats(ItemKind::Postings).too_large, 1);

@@ -21,7 +21,7 @@
 use bytes::{BufMut, Bytes};
 use ulid::Ulid;
 
-use super::{CacheKey, IndexCache, ItemKind};
+use super::{Cache, CacheKey, ItemKind};
 
 /// log2 of a page's window: 4 KiB of the series section, ~40 entries of 60–100 bytes (each
 /// starts on a 16-byte boundary in index v2), so a full page stays below the default
@@ -185,7 +185,7 @@ pub fn merge_page(
 }
 
 /// The pages a batch of one block's series entries was looked up in, to merge the entries
-/// then read into ([`IndexCache::put_series_entries`]).
+/// then read into ([`Cache::put_series_entries`]).
 #[derive(Debug)]
 pub struct SeriesPages {
     block: Ulid,
@@ -200,7 +200,7 @@ impl SeriesPages {
     }
 }
 
-impl IndexCache {
+impl Cache {
     /// The cached series entries of `block` at the index file offsets `offsets`, in order,
     /// with one lookup (and at most one memcached multi-get) for all the pages they are in.
     /// Lookups and hits are counted per entry.
@@ -250,7 +250,7 @@ impl IndexCache {
         decoded
     }
 
-    /// Adds the entries read after [`IndexCache::series_entries`] missed them (file offset,
+    /// Adds the entries read after [`Cache::series_entries`] missed them (file offset,
     /// entry bytes; they are copied) to their pages, and puts the pages.
     pub fn put_series_entries<'a>(
         &self,
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_batch_finds_what_earlier_batches_read() {
-        let cache = IndexCache::new(1 << 20);
+        let cache = Cache::new(1 << 20);
         let block = Ulid(9);
         let offsets = [16, 48, 4096 + 32, 3 * 4096];
         let (found, pages) = cache.series_entries(block, &offsets);
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn a_tiny_cache_holds_pages_of_what_fits() {
         // 16 shards of 256 bytes: a page value of at most 120 bytes.
-        let cache = IndexCache::new(16 * 256);
+        let cache = Cache::new(16 * 256);
         let entry = [7u8; 60];
         let (_, pages) = cache.series_entries(Ulid(1), &[0, 16]);
         cache.put_series_entries(pages, [(0, &entry[..]), (16, &entry[..])]);

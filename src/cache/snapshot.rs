@@ -21,7 +21,7 @@ use std::path::Path;
 use bytes::Bytes;
 use ulid::Ulid;
 
-use super::{CacheKey, IndexCache, Stored};
+use super::{Cache, CacheKey, Stored};
 
 const MAGIC: &[u8; 8] = b"STLCACHE";
 const VERSION: u32 = 1;
@@ -54,7 +54,7 @@ pub enum SnapshotError {
 
 /// Writes what `cache` holds in memory to `path`, atomically (a temporary file renamed into
 /// place).
-pub fn save(cache: &IndexCache, path: &Path) -> std::io::Result<SnapshotReport> {
+pub fn save(cache: &Cache, path: &Path) -> std::io::Result<SnapshotReport> {
     let mut entries = cache.entries_most_recent_first();
     entries.reverse();
     let mut report = SnapshotReport::default();
@@ -80,7 +80,7 @@ pub fn save(cache: &IndexCache, path: &Path) -> std::io::Result<SnapshotReport> 
 /// Puts the entries of `path` whose block is in `served` into `cache`'s memory (not into a
 /// second level, which has them already). On a corrupt entry, what was read before stays.
 pub fn load(
-    cache: &IndexCache,
+    cache: &Cache,
     path: &Path,
     served: &HashSet<Ulid>,
 ) -> Result<SnapshotReport, SnapshotError> {
@@ -223,8 +223,8 @@ mod tests {
     use super::*;
     use crate::cache::{CacheOptions, ItemKind};
 
-    fn filled() -> IndexCache {
-        let cache = IndexCache::with_options(
+    fn filled() -> Cache {
+        let cache = Cache::with_options(
             CacheOptions {
                 compress_min_bytes: 1,
                 ..CacheOptions::in_memory(1 << 20)
@@ -266,7 +266,7 @@ mod tests {
         let saved = save(&cache, &path).unwrap();
         assert_eq!(saved.items, 52);
 
-        let restored = IndexCache::new(1 << 20);
+        let restored = Cache::new(1 << 20);
         let report = load(&restored, &path, &HashSet::from([Ulid(1)])).unwrap();
         assert_eq!((report.items, report.skipped), (26, 26));
         for i in 0..50u64 {
@@ -293,7 +293,7 @@ mod tests {
     fn the_most_recently_used_entries_survive_a_smaller_cache() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let cache = IndexCache::new(1 << 20);
+        let cache = Cache::new(1 << 20);
         for i in 0..1000u64 {
             cache.put(
                 CacheKey::SeriesPage {
@@ -307,7 +307,7 @@ mod tests {
         // Room for about a tenth: the entries put last must be the ones kept. Each shard keeps
         // its own most recent, and keys spread over shards unevenly, so a shard with few keys
         // keeps some older ones: most kept entries, not all, are among the newest.
-        let small = IndexCache::new(25_000);
+        let small = Cache::new(25_000);
         load(&small, &path, &HashSet::from([Ulid(1)])).unwrap();
         let kept: Vec<u64> = (0..1000)
             .filter(|&i| {
@@ -335,7 +335,7 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x55;
         std::fs::write(&path, &bytes).unwrap();
-        let cache = IndexCache::new(1 << 20);
+        let cache = Cache::new(1 << 20);
         match load(&cache, &path, &served) {
             Err(SnapshotError::Corrupt { index, .. }) => {
                 assert!(index > 0 && index < 52);
@@ -346,10 +346,10 @@ mod tests {
         }
 
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(load(&IndexCache::new(1 << 20), &path, &served).is_err());
+        assert!(load(&Cache::new(1 << 20), &path, &served).is_err());
         std::fs::write(&path, b"STLCACHE\x09\x00\x00\x00").unwrap();
         assert!(matches!(
-            load(&IndexCache::new(1 << 20), &path, &served),
+            load(&Cache::new(1 << 20), &path, &served),
             Err(SnapshotError::Format)
         ));
     }

@@ -12,7 +12,7 @@ use crate::bucket::discover::BlockFilters;
 use crate::bucket::relabel::parse_rules;
 use crate::cache::config::{Backend, IndexCacheConfig};
 use crate::cache::memcached::{MemcachedClient, MemcachedMetrics};
-use crate::cache::{CacheOptions, IndexCache, SecondLevel};
+use crate::cache::{Cache, CacheOptions, SecondLevel};
 use crate::metrics::Metrics;
 use crate::model::size::parse_size;
 use crate::model::time::{parse_duration, TimeBound};
@@ -212,7 +212,7 @@ impl StoreArgs {
 
     /// The index cache the flags and the index-cache YAML describe; its memcached figures are
     /// registered in `metrics`.
-    fn index_cache(&self, metrics: &Metrics) -> anyhow::Result<IndexCache> {
+    fn index_cache(&self, metrics: &Metrics) -> anyhow::Result<Cache> {
         let mut options = CacheOptions {
             compress_min_bytes: self.index_cache_compress_min_bytes as usize,
             ..CacheOptions::in_memory(self.index_cache_size)
@@ -223,7 +223,7 @@ impl StoreArgs {
             "index-cache.config",
         )?
         else {
-            return Ok(IndexCache::with_options(options, None));
+            return Ok(Cache::with_options(options, None));
         };
         let config = IndexCacheConfig::parse(&yaml).with_context(|| format!("invalid {source}"))?;
         for (field, why) in &config.ignored {
@@ -250,7 +250,7 @@ impl StoreArgs {
                 ))
             }
         };
-        Ok(IndexCache::with_options(options, second))
+        Ok(Cache::with_options(options, second))
     }
 
     fn filters(&self) -> anyhow::Result<BlockFilters> {
@@ -400,7 +400,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn save_cache_snapshot(cache: &IndexCache, path: &std::path::Path) {
+fn save_cache_snapshot(cache: &Cache, path: &std::path::Path) {
     let started = std::time::Instant::now();
     match crate::cache::snapshot::save(cache, path) {
         Ok(r) => tracing::info!(
@@ -415,7 +415,7 @@ fn save_cache_snapshot(cache: &IndexCache, path: &std::path::Path) {
 }
 
 fn load_cache_snapshot(
-    cache: &IndexCache,
+    cache: &Cache,
     path: &std::path::Path,
     served: &std::collections::HashSet<ulid::Ulid>,
 ) {

@@ -12,7 +12,7 @@ use prometheus_client::registry::Unit;
 
 use super::BucketStore;
 use crate::cache::remote::RemoteStats;
-use crate::cache::{IndexCache, ItemKind, KindStats};
+use crate::cache::{Cache, ItemKind, KindStats};
 use crate::metrics::{const_counter as counter, const_gauge as gauge};
 use crate::objstore::FetchCounters;
 
@@ -199,7 +199,7 @@ impl Collector for StoreCollector {
 }
 
 /// The index cache, one family per figure with an `item_type` label per kind.
-fn cache(encoder: &mut DescriptorEncoder, cache: &IndexCache) -> std::fmt::Result {
+fn cache(encoder: &mut DescriptorEncoder, cache: &Cache) -> std::fmt::Result {
     gauge(
         encoder,
         "stele_index_cache_max_size",

@@ -35,7 +35,7 @@ pub use metrics::StoreCollector;
 pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
 
 use crate::bucket::discover::{block_files, discover, BlockFilters};
-use crate::cache::IndexCache;
+use crate::cache::Cache;
 use crate::model::Labels;
 use crate::objstore::FetchCounters;
 use crate::tsdb::TsdbError;
@@ -76,7 +76,7 @@ pub struct QueryCtx {
     pub stats: QueryStats,
     /// Bytes the request may download in all; 0 means unlimited.
     pub bytes_limit: u64,
-    pub cache: Option<Arc<IndexCache>>,
+    pub cache: Option<Arc<Cache>>,
     pub budget: Option<Arc<MemoryBudget>>,
     /// Leave expensive matchers out of the postings and filter series by them instead
     /// ([`crate::block::PostingsPlan::defer_expensive`]).
@@ -395,7 +395,7 @@ pub struct BucketStore {
     pub fetched_index: Arc<FetchCounters>,
     pub fetched_chunks: Arc<FetchCounters>,
     pub counters: StoreCounters,
-    pub cache: Arc<IndexCache>,
+    pub cache: Arc<Cache>,
     pub budget: Arc<MemoryBudget>,
 }
 
@@ -411,7 +411,7 @@ impl BucketStore {
     pub fn new(
         bucket: Arc<dyn ObjectStore>,
         config: StoreConfig,
-        cache: Arc<IndexCache>,
+        cache: Arc<Cache>,
         runtime: Handle,
     ) -> Self {
         let open_at_start = read_open_snapshot(&config.data_dir);

@@ -247,7 +247,7 @@ fn postings(c: &mut Criterion) {
     }
 
     let lists_only = cache(vec![ItemKind::Postings]);
-    let full = cache(ItemKind::ALL.to_vec());
+    let full = cache(ItemKind::INDEX.to_vec());
     let modes: [(&str, Option<&Arc<Cache>>, bool); 4] = [
         ("cold", None, true),
         ("cold_no_model", None, false),

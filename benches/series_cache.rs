@@ -87,12 +87,14 @@ fn fixture(dir: PathBuf) -> Fixture {
         inflight_memory_wait: Duration::from_secs(1),
         local_bucket: Some(bucket.clone()),
         postings_cost_model: true,
+        chunk_cache_max_age: Duration::ZERO,
     };
     let cache = Arc::new(Cache::new(2 << 30));
     let store = Arc::new(BucketStore::new(
         stele::objstore::from_yaml(&yaml).unwrap(),
         config,
         cache.clone(),
+        None,
         runtime.handle().clone(),
     ));
     runtime.block_on(store.sync()).unwrap();

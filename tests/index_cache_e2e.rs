@@ -1,7 +1,8 @@
-//! The index cache end to end: `stele store` answers the same Series, LabelNames and
-//! LabelValues requests identically with the cache on (default), off, tiny (constant
-//! eviction), compressing everything it can, and with a real memcached as a second level;
-//! and two stores sharing one memcached: the second one's first queries are answered from it.
+//! The index and chunk caches end to end: `stele store` answers the same Series, LabelNames
+//! and LabelValues requests identically with the index cache on (default), off, tiny
+//! (constant eviction), compressing everything it can, and with a real memcached as a second
+//! level; two stores sharing one memcached: the second one's first queries are answered from
+//! it; and the same with the chunk cache on, tiny, limited to recent data, and in memcached.
 
 mod common;
 
@@ -201,6 +202,103 @@ fn answers_are_the_same_with_the_cache_on_off_tiny_compressed_and_in_memcached()
 }
 
 #[test]
+fn chunks_come_from_the_chunk_cache_unchanged_in_memory_tiny_and_in_memcached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let span = generate(&bucket);
+    let yaml = filesystem_yaml(&bucket);
+    let chunk_metric = |store: &StoreProcess, name: &str| {
+        store.metric(&format!("stele_chunk_cache_{name}{{item_type=\"chunks\"}}"))
+    };
+
+    let reference = StoreProcess::start(&yaml, &[]);
+    let (expected, cold) = ask(&reference, span);
+    assert!(cold.chunks_fetched > 100, "{cold:?}");
+    // No chunk cache by default, and then none in /metrics either.
+    assert!(!reference.metrics_text().contains("stele_chunk_cache"));
+    drop(reference);
+
+    // In memory: the second round reads no chunk from the bucket.
+    let store = StoreProcess::start(&yaml, &["--store.chunk-cache-size=64MB"]);
+    assert_eq!(ask(&store, span).0, expected, "chunk cache, cold");
+    let (answers, warm) = ask(&store, span);
+    assert_eq!(answers, expected, "chunk cache, warm");
+    assert_eq!(
+        (warm.chunks_fetched, warm.chunks_fetch_count),
+        (0, 0),
+        "{warm:?}"
+    );
+    assert_eq!(warm.chunks_touched, cold.chunks_touched, "{warm:?}");
+    assert_eq!(
+        warm.chunks_touched_size_sum, cold.chunks_touched_size_sum,
+        "{warm:?}"
+    );
+    assert!(chunk_metric(&store, "hits_total") >= warm.chunks_touched as f64);
+    let held = chunk_metric(&store, "size_bytes");
+    assert!(held > 0.0 && held <= (64 << 20) as f64, "{held}");
+    assert_eq!(
+        store.metric("stele_chunk_cache_max_size_bytes"),
+        (64 << 20) as f64
+    );
+    drop(store);
+
+    // Tiny (the Thanos caching-bucket YAML's size wins over the flag): constant eviction.
+    let store = StoreProcess::start(
+        &yaml,
+        &[
+            "--store.chunk-cache-size=64MB",
+            "--store.caching-bucket.config=type: IN-MEMORY\nconfig:\n  max_size: 16KiB\nchunk_subrange_size: 16000\n",
+        ],
+    );
+    for round in ["cold", "warm"] {
+        assert!(
+            ask(&store, span).0 == expected,
+            "tiny chunk cache, {round}: answers differ"
+        );
+    }
+    assert!(chunk_metric(&store, "items_evicted_total") > 100.0);
+    assert!(chunk_metric(&store, "size_bytes") <= (16 << 10) as f64);
+    drop(store);
+
+    // Recent data only: these blocks are older than a day, so nothing is cached.
+    let store = StoreProcess::start(
+        &yaml,
+        &[
+            "--store.chunk-cache-size=64MB",
+            "--store.chunk-cache.max-age=1d",
+        ],
+    );
+    assert_eq!(ask(&store, span).0, expected, "chunk cache for recent data");
+    assert_eq!(chunk_metric(&store, "requests_total"), 0.0);
+    assert_eq!(chunk_metric(&store, "items"), 0.0);
+    drop(store);
+
+    // memcached alone, shared by two stores: the second reads no chunk from the bucket.
+    let memcached = MemcachedServer::start();
+    let config = format!(
+        "--store.caching-bucket.config=type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 2s\nchunk_subrange_ttl: 1h\n",
+        memcached.address()
+    );
+    let first = StoreProcess::start(&yaml, &[&config]);
+    assert_eq!(
+        ask(&first, span).0,
+        expected,
+        "chunks in memcached, first store"
+    );
+    wait_until("the first store's memcached sets are done", || {
+        first.metric("stele_chunk_cache_memcached_async_queue_items") == 0.0
+    });
+    let second = StoreProcess::start(&yaml, &[&config]);
+    let (answers, stats) = ask(&second, span);
+    assert_eq!(answers, expected, "chunks in memcached, second store");
+    assert_eq!(stats.chunks_fetched, 0, "{stats:?}");
+    assert!(
+        second.metric(r#"stele_chunk_cache_memcached_hits_total{item_type="chunks"}"#)
+            >= stats.chunks_touched as f64
+    );
+}
+
+#[test]
 fn a_restarted_store_answers_its_first_queries_from_the_cache_it_saved() {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
@@ -279,7 +377,7 @@ fn the_store_keeps_serving_while_memcached_is_down() {
 }
 
 #[test]
-fn a_bad_index_cache_config_stops_the_start_with_a_clear_error() {
+fn a_bad_cache_config_stops_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -291,8 +389,17 @@ fn a_bad_index_cache_config_stops_the_start_with_a_clear_error() {
             "field timeout",
         ),
         ("--index-cache.config=type: [", "invalid YAML"),
+        (
+            "--store.caching-bucket.config=type: REDIS",
+            "\"REDIS\" is not supported",
+        ),
+        (
+            "--store.caching-bucket.config=type: IN-MEMORY\nchunk_subrange_ttl: soon",
+            "field chunk_subrange_ttl",
+        ),
     ];
     for (flag, expected) in cases {
+        let name = flag.split('=').next().unwrap();
         let out = stele()
             .arg("store")
             .arg(format!("--objstore.config={}", filesystem_yaml(dir.path())))
@@ -305,7 +412,7 @@ fn a_bad_index_cache_config_stops_the_start_with_a_clear_error() {
         assert!(!out.status.success(), "{flag}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("--index-cache.config") && stderr.contains(expected),
+            stderr.contains(name) && stderr.contains(expected),
             "{flag}: {stderr}"
         );
     }

@@ -1,17 +1,21 @@
-//! `--index-cache.config(-file)`: Thanos' index-cache YAML.
+//! Thanos' cache YAML: `--index-cache.config(-file)` and `--store.caching-bucket.config(-file)`.
 //!
 //! ```yaml
 //! type: MEMCACHED            # or IN-MEMORY
 //! config:
 //!   addresses: [memcached-0:11211, memcached-1:11211]
 //!   timeout: 500ms
-//! enabled_items: [Series, ExpandedPostings]   # optional, default all
-//! ttl: 24h                                      # memcached expiry, default 24h
+//! enabled_items: [Series, ExpandedPostings]   # index cache: optional, default all
+//! ttl: 24h                                      # index cache: memcached expiry, default 24h
 //! ```
 //!
-//! The top level is strict, as in Thanos (an unknown field is an error). Backend fields are
-//! read with Thanos' defaults; fields Thanos has that stele does not use are accepted and
-//! reported in [`IndexCacheConfig::ignored`], so the caller can log them.
+//! The index cache's top level is strict, as in Thanos (an unknown field is an error). The
+//! caching bucket's top level holds Thanos' chunk and metadata tuning (`chunk_subrange_size`,
+//! `metafile_content_ttl`, ...); stele caches whole chunk records rather than subranges of the
+//! segment files and no metadata, so those fields are accepted and reported, but
+//! `chunk_subrange_ttl`, the expiry of chunks in memcached. Backend fields are read with
+//! Thanos' defaults; fields Thanos has that stele does not use are accepted and reported in
+//! `ignored`, so the caller can log them.
 
 use std::time::Duration;
 
@@ -49,8 +53,7 @@ pub struct IndexCacheConfig {
     pub enabled_items: Vec<ItemKind>,
     /// Expiry of items in memcached.
     pub ttl: Duration,
-    /// Fields accepted for compatibility but not used, with why (to log at start).
-    pub ignored: Vec<(String, &'static str)>,
+    pub ignored: Ignored,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,28 +166,37 @@ fn duration(name: &'static str, v: &Value) -> Result<Duration, CacheConfigError>
 
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// Fields accepted for compatibility but not used, with why (to log at start).
+pub type Ignored = Vec<(String, &'static str)>;
+
+/// The backend of `type` and its `config:` mapping, and the fields it does not use.
+fn backend(kind: &str, config: Option<Value>) -> Result<(Backend, Ignored), CacheConfigError> {
+    let map = match config {
+        None => Mapping::new(),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => return Err(field_error("config", "expected a mapping")),
+    };
+    let mut fields = Fields { map };
+    let mut ignored = Vec::new();
+    let backend = match kind.to_ascii_uppercase().as_str() {
+        "IN-MEMORY" => Backend::InMemory {
+            max_size: fields.size("max_size")?,
+            max_item_size: fields.size("max_item_size")?,
+        },
+        "MEMCACHED" => Backend::Memcached(memcached(&mut fields, &mut ignored)?),
+        _ => return Err(CacheConfigError::UnknownType(kind.to_string())),
+    };
+    for (name, _) in fields.map {
+        let name = Fields::string(&name).unwrap_or_else(|| format!("{name:?}"));
+        ignored.push((format!("config.{name}"), "unknown field"));
+    }
+    Ok((backend, ignored))
+}
+
 impl IndexCacheConfig {
     pub fn parse(yaml: &str) -> Result<Self, CacheConfigError> {
         let top: TopLevel = serde_yaml::from_str(yaml)?;
-        let map = match top.config {
-            None => Mapping::new(),
-            Some(Value::Mapping(m)) => m,
-            Some(_) => return Err(field_error("config", "expected a mapping")),
-        };
-        let mut fields = Fields { map };
-        let mut ignored = Vec::new();
-        let backend = match top.kind.to_ascii_uppercase().as_str() {
-            "IN-MEMORY" => Backend::InMemory {
-                max_size: fields.size("max_size")?,
-                max_item_size: fields.size("max_item_size")?,
-            },
-            "MEMCACHED" => Backend::Memcached(memcached(&mut fields, &mut ignored)?),
-            _ => return Err(CacheConfigError::UnknownType(top.kind)),
-        };
-        for (name, _) in fields.map {
-            let name = Fields::string(&name).unwrap_or_else(|| format!("{name:?}"));
-            ignored.push((format!("config.{name}"), "unknown field"));
-        }
+        let (backend, ignored) = backend(&top.kind, top.config)?;
         let mut enabled_items = Vec::new();
         for name in &top.enabled_items {
             let kind = match name.as_str() {
@@ -203,7 +215,7 @@ impl IndexCacheConfig {
             enabled_items.push(kind);
         }
         if enabled_items.is_empty() {
-            enabled_items = ItemKind::ALL.to_vec();
+            enabled_items = ItemKind::INDEX.to_vec();
         }
         let ttl = match &top.ttl {
             Some(v) => duration("ttl", v)?,
@@ -219,10 +231,65 @@ impl IndexCacheConfig {
     }
 }
 
-fn memcached(
-    f: &mut Fields,
-    ignored: &mut Vec<(String, &'static str)>,
-) -> Result<MemcachedConfig, CacheConfigError> {
+/// `--store.caching-bucket.config(-file)`: Thanos' caching-bucket YAML, which stele reads as
+/// the configuration of its chunk cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkCacheConfig {
+    pub backend: Backend,
+    /// Expiry of chunks in memcached (`chunk_subrange_ttl`).
+    pub ttl: Duration,
+    pub ignored: Ignored,
+}
+
+#[derive(Deserialize)]
+struct CachingBucketTop {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    chunk_subrange_ttl: Option<Value>,
+    #[serde(flatten)]
+    rest: Mapping,
+}
+
+impl ChunkCacheConfig {
+    pub fn parse(yaml: &str) -> Result<Self, CacheConfigError> {
+        let top: CachingBucketTop = serde_yaml::from_str(yaml)?;
+        let (backend, mut ignored) = backend(&top.kind, top.config)?;
+        let ttl = match &top.chunk_subrange_ttl {
+            Some(v) => duration("chunk_subrange_ttl", v)?,
+            None => DEFAULT_TTL,
+        };
+        let ttl = if ttl.is_zero() { DEFAULT_TTL } else { ttl };
+        for (name, _) in top.rest {
+            let name = Fields::string(&name).unwrap_or_else(|| format!("{name:?}"));
+            let why = match name.as_str() {
+                "chunk_subrange_size"
+                | "max_chunks_get_range_requests"
+                | "chunk_object_attrs_ttl" => {
+                    "stele caches whole chunk records, not subranges of segment files"
+                }
+                "blocks_iter_ttl"
+                | "metafile_exists_ttl"
+                | "metafile_doesnt_exist_ttl"
+                | "metafile_content_ttl"
+                | "metafile_max_size" => {
+                    "stele caches no bucket metadata; blocks are listed at each sync"
+                }
+                _ => "unknown field",
+            };
+            ignored.push((name, why));
+        }
+        Ok(ChunkCacheConfig {
+            backend,
+            ttl,
+            ignored,
+        })
+    }
+}
+
+fn memcached(f: &mut Fields, ignored: &mut Ignored) -> Result<MemcachedConfig, CacheConfigError> {
     let d = MemcachedConfig::default();
     let addresses = match f.take("addresses") {
         Some(Value::Sequence(seq)) => seq
@@ -341,6 +408,40 @@ mod tests {
     }
 
     #[test]
+    fn caching_bucket_yaml_configures_the_chunk_cache() {
+        let c = ChunkCacheConfig::parse(
+            "type: IN-MEMORY\nconfig:\n  max_size: 512MB\n  validity: 1h\nchunk_subrange_size: 16000\nmax_chunks_get_range_requests: 3\nchunk_subrange_ttl: 2h\nmetafile_max_size: 1MiB\nsomething_new: 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.backend,
+            Backend::InMemory {
+                max_size: Some(512 << 20),
+                max_item_size: None
+            }
+        );
+        assert_eq!(c.ttl, Duration::from_secs(2 * 3600));
+        let ignored: Vec<&str> = c.ignored.iter().map(|i| i.0.as_str()).collect();
+        assert_eq!(
+            ignored,
+            [
+                "config.validity",
+                "chunk_subrange_size",
+                "max_chunks_get_range_requests",
+                "metafile_max_size",
+                "something_new"
+            ]
+        );
+        let c =
+            ChunkCacheConfig::parse("type: memcached\nconfig:\n  addresses: [127.0.0.1:11211]\n")
+                .unwrap();
+        assert!(matches!(c.backend, Backend::Memcached(_)));
+        assert_eq!(c.ttl, DEFAULT_TTL);
+        assert!(ChunkCacheConfig::parse("type: REDIS\n").is_err());
+        assert!(ChunkCacheConfig::parse("type: memcached\n").is_err());
+    }
+
+    #[test]
     fn the_documented_example_parses() {
         let c =
             IndexCacheConfig::parse(include_str!("../../docs/index-cache-memcached.yaml")).unwrap();
@@ -358,7 +459,7 @@ mod tests {
                 max_item_size: None
             }
         );
-        assert_eq!(c.enabled_items, ItemKind::ALL);
+        assert_eq!(c.enabled_items, ItemKind::INDEX);
         assert_eq!(c.ttl, DEFAULT_TTL);
         let c = IndexCacheConfig::parse("type: IN-MEMORY").unwrap();
         assert!(matches!(

@@ -107,7 +107,8 @@ fn duration_histogram() -> Histogram {
     ])
 }
 
-/// The client's figures (`stele_memcached_*`), registered with [`MemcachedMetrics::register`].
+/// The client's figures (`stele_memcached_*` for the index cache), registered with
+/// [`MemcachedMetrics::register`].
 #[derive(Debug, Clone)]
 pub struct MemcachedMetrics {
     operations: Family<OpLabels, Counter>,
@@ -155,30 +156,32 @@ impl Default for MemcachedMetrics {
 }
 
 impl MemcachedMetrics {
-    pub fn register(&self, metrics: &Metrics) -> Result<(), MetricsError> {
+    /// Registers the figures as `<prefix>_operations`, ...: `stele_memcached` for the index
+    /// cache's client, `stele_chunk_cache_memcached` for the chunk cache's.
+    pub fn register(&self, metrics: &Metrics, prefix: &str) -> Result<(), MetricsError> {
         metrics.register(
-            "stele_memcached_operations",
+            &format!("{prefix}_operations"),
             "Operations sent to memcached",
             self.operations.clone(),
         )?;
         metrics.register(
-            "stele_memcached_operation_failures",
+            &format!("{prefix}_operation_failures"),
             "Operations against memcached that failed, by reason",
             self.failures.clone(),
         )?;
         metrics.register(
-            "stele_memcached_operation_skipped",
+            &format!("{prefix}_operation_skipped"),
             "Operations not sent to memcached: item too large, async queue full, server down",
             self.skipped.clone(),
         )?;
         metrics.register_with_unit(
-            "stele_memcached_operation_duration",
+            &format!("{prefix}_operation_duration"),
             "Duration of operations against memcached",
             Unit::Seconds,
             self.duration.clone(),
         )?;
         metrics.register(
-            "stele_memcached_async_queue_items",
+            &format!("{prefix}_async_queue_items"),
             "Items waiting in the queue of background sets",
             self.queued.clone(),
         )

@@ -1,8 +1,13 @@
-//! The index cache: postings lists of the served blocks as the bytes the bucket returned,
-//! series entries in pages (a window of a block's series section per item, [`series_pages`]),
-//! and expanded postings (the series matching a whole matcher set, as a serialized roaring
-//! bitmap), in one LRU bounded in bytes, optionally backed by memcached as a second level
-//! shared by several stores.
+//! stele's caches: one LRU design bounded in bytes ([`Cache`]), used twice by the store.
+//!
+//! - The index cache: postings lists of the served blocks as serialized roaring bitmaps,
+//!   series entries in pages (a window of a block's series section per item,
+//!   [`series_pages`]), and expanded postings (the series matching a whole matcher set, as a
+//!   serialized roaring bitmap).
+//! - The optional chunk cache: chunk records of hot recent data, each under its block and
+//!   chunk reference, with a budget of its own so chunks never push index entries out.
+//!
+//! Either may be backed by memcached as a second level shared by several stores.
 //!
 //! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
 //! on each other. Every shard holds at most its share of the budget; accounting is exact
@@ -43,10 +48,19 @@ pub enum ItemKind {
     Postings,
     Series,
     ExpandedPostings,
+    Chunks,
 }
 
 impl ItemKind {
-    pub const ALL: [ItemKind; 3] = [
+    pub const ALL: [ItemKind; 4] = [
+        ItemKind::Postings,
+        ItemKind::Series,
+        ItemKind::ExpandedPostings,
+        ItemKind::Chunks,
+    ];
+
+    /// What the index cache holds.
+    pub const INDEX: [ItemKind; 3] = [
         ItemKind::Postings,
         ItemKind::Series,
         ItemKind::ExpandedPostings,
@@ -57,6 +71,7 @@ impl ItemKind {
             ItemKind::Postings => "postings",
             ItemKind::Series => "series",
             ItemKind::ExpandedPostings => "expanded_postings",
+            ItemKind::Chunks => "chunks",
         }
     }
 
@@ -64,8 +79,8 @@ impl ItemKind {
         self as usize
     }
 
-    /// Postings are cached as serialized roaring bitmaps, already compact: zstd would cost
-    /// time on every put and hit for little.
+    /// Postings are cached as serialized roaring bitmaps and chunks XOR-encoded, both already
+    /// compact: zstd would cost time on every put and hit for little.
     fn compressible(self) -> bool {
         matches!(self, ItemKind::Series)
     }
@@ -86,12 +101,21 @@ pub struct CacheOptions {
 }
 
 impl CacheOptions {
+    /// An index cache of `max_bytes` in memory.
     pub fn in_memory(max_bytes: u64) -> Self {
         CacheOptions {
             max_bytes,
             max_item_bytes: 0,
             compress_min_bytes: 0,
-            enabled: ItemKind::ALL.to_vec(),
+            enabled: ItemKind::INDEX.to_vec(),
+        }
+    }
+
+    /// A chunk cache of `max_bytes` in memory.
+    pub fn chunks(max_bytes: u64) -> Self {
+        CacheOptions {
+            enabled: vec![ItemKind::Chunks],
+            ..Self::in_memory(max_bytes)
         }
     }
 }
@@ -111,6 +135,8 @@ pub enum CacheKey {
     /// The series of `block` matching a matcher set, keyed by its full normalised text
     /// ([`crate::block::matchers_key`]).
     ExpandedPostings { block: Ulid, matchers: String },
+    /// A chunk record of `block`: its encoding byte, then its data.
+    Chunk { block: Ulid, chunk_ref: u64 },
 }
 
 impl CacheKey {
@@ -119,6 +145,7 @@ impl CacheKey {
             CacheKey::Postings { .. } => ItemKind::Postings,
             CacheKey::SeriesPage { .. } => ItemKind::Series,
             CacheKey::ExpandedPostings { .. } => ItemKind::ExpandedPostings,
+            CacheKey::Chunk { .. } => ItemKind::Chunks,
         }
     }
 
@@ -126,14 +153,15 @@ impl CacheKey {
         match self {
             CacheKey::Postings { block, .. }
             | CacheKey::SeriesPage { block, .. }
-            | CacheKey::ExpandedPostings { block, .. } => *block,
+            | CacheKey::ExpandedPostings { block, .. }
+            | CacheKey::Chunk { block, .. } => *block,
         }
     }
 
     fn size(&self) -> u64 {
         match self {
             CacheKey::Postings { name, value, .. } => (32 + name.len() + value.len()) as u64,
-            CacheKey::SeriesPage { .. } => 32,
+            CacheKey::SeriesPage { .. } | CacheKey::Chunk { .. } => 32,
             CacheKey::ExpandedPostings { matchers, .. } => (32 + matchers.len()) as u64,
         }
     }

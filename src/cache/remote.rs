@@ -48,6 +48,7 @@ impl CacheKey {
             CacheKey::ExpandedPostings { block, matchers } => {
                 format!("{KEY_PREFIX}E:{block}:{matchers}")
             }
+            CacheKey::Chunk { block, chunk_ref } => format!("{KEY_PREFIX}C:{block}:{chunk_ref}"),
         }
     }
 }

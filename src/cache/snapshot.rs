@@ -31,6 +31,7 @@ pub const FILE_NAME: &str = "index-cache.snapshot";
 const POSTINGS: u8 = 0;
 const SERIES_PAGE: u8 = 1;
 const EXPANDED_POSTINGS: u8 = 2;
+const CHUNK: u8 = 3;
 
 /// What a save or a load did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -138,6 +139,7 @@ fn encode_entry(key: &CacheKey, value: &Stored, out: &mut Vec<u8>) {
         CacheKey::Postings { block, .. } => (POSTINGS, block),
         CacheKey::SeriesPage { block, .. } => (SERIES_PAGE, block),
         CacheKey::ExpandedPostings { block, .. } => (EXPANDED_POSTINGS, block),
+        CacheKey::Chunk { block, .. } => (CHUNK, block),
     };
     out.push(kind);
     out.extend_from_slice(&block.0.to_be_bytes());
@@ -148,6 +150,7 @@ fn encode_entry(key: &CacheKey, value: &Stored, out: &mut Vec<u8>) {
         }
         CacheKey::SeriesPage { page, .. } => out.extend_from_slice(&page.to_le_bytes()),
         CacheKey::ExpandedPostings { matchers, .. } => put_str(out, matchers),
+        CacheKey::Chunk { chunk_ref, .. } => out.extend_from_slice(&chunk_ref.to_le_bytes()),
     }
     match value {
         Stored::Raw(b) => {
@@ -202,6 +205,10 @@ fn decode_entry(entry: &[u8]) -> Option<(CacheKey, Stored)> {
         EXPANDED_POSTINGS => CacheKey::ExpandedPostings {
             block,
             matchers: f.string()?,
+        },
+        CHUNK => CacheKey::Chunk {
+            block,
+            chunk_ref: u64::from_le_bytes(f.take(8)?.try_into().ok()?),
         },
         _ => return None,
     };

@@ -70,7 +70,8 @@ pub struct PlanArgs {
     /// Cache hit ratio to size the index (and chunk) cache for: 90% or 0.9.
     #[arg(long = "cache-hit-target", default_value = "90%", value_parser = parse_share)]
     pub cache_hit_target: f64,
-    /// Count the chunk cache in pod memory (default: an external cache, sized but not counted).
+    /// Count the chunk cache in pod memory (`--store.chunk-cache-size`); default: in memcached
+    /// (`--store.caching-bucket.config`), sized but not counted.
     #[arg(long = "chunk-cache-in-pod")]
     pub chunk_cache_in_pod: bool,
     /// The stores' --store.inflight-memory-limit.

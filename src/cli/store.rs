@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::bucket::discover::BlockFilters;
 use crate::bucket::relabel::parse_rules;
-use crate::cache::config::{Backend, IndexCacheConfig};
+use crate::cache::config::{Backend, ChunkCacheConfig, IndexCacheConfig};
 use crate::cache::memcached::{MemcachedClient, MemcachedMetrics};
 use crate::cache::{Cache, CacheOptions, SecondLevel};
 use crate::metrics::Metrics;
@@ -141,6 +141,28 @@ pub struct StoreArgs {
         action = clap::ArgAction::Set
     )]
     pub index_cache_snapshot: bool,
+    /// Bytes of the in-memory chunk cache (chunk records of recent data, apart from the index
+    /// cache), e.g. 512MB; 0: no chunk cache unless --store.caching-bucket.config sets one.
+    #[arg(long = "store.chunk-cache-size", default_value = "0", value_parser = parse_size)]
+    pub chunk_cache_size: u64,
+    /// Chunks whose data ended longer ago than this skip the chunk cache (so one long-range
+    /// query cannot flush the recent data dashboards keep reading), e.g. 7d; 0s: any age.
+    #[arg(long = "store.chunk-cache.max-age", default_value = "0s", value_parser = parse_duration)]
+    pub chunk_cache_max_age: Duration,
+    /// Thanos caching-bucket YAML file, read as the chunk cache's configuration: `type:
+    /// IN-MEMORY` (config.max_size overrides --store.chunk-cache-size) or `type: MEMCACHED`
+    /// (memcached as a second level under an in-memory level of --store.chunk-cache-size;
+    /// chunk_subrange_ttl is the expiry). Subrange and metadata fields are accepted and
+    /// ignored: stele caches whole chunk records.
+    #[arg(long = "store.caching-bucket.config-file", value_name = "FILE")]
+    pub caching_bucket_config_file: Option<PathBuf>,
+    /// Thanos caching-bucket YAML inline (instead of --store.caching-bucket.config-file).
+    #[arg(
+        long = "store.caching-bucket.config",
+        value_name = "YAML",
+        conflicts_with = "caching_bucket_config_file"
+    )]
+    pub caching_bucket_config: Option<String>,
     /// Bytes all in-flight requests may hold at once (what they download, given back as it is
     /// sent), e.g. 1GB; a request that does not fit waits, then fails with ResourceExhausted.
     /// 0: unlimited.
@@ -226,31 +248,36 @@ impl StoreArgs {
             return Ok(Cache::with_options(options, None));
         };
         let config = IndexCacheConfig::parse(&yaml).with_context(|| format!("invalid {source}"))?;
-        for (field, why) in &config.ignored {
-            tracing::warn!(%source, field, why, "index cache configuration field ignored");
-        }
+        log_ignored(&source, &config.ignored);
         options.enabled = config.enabled_items.clone();
-        let second = match config.backend {
-            Backend::InMemory {
-                max_size,
-                max_item_size,
-            } => {
-                options.max_bytes = max_size.unwrap_or(options.max_bytes);
-                options.max_item_bytes = max_item_size.unwrap_or(0);
-                None
-            }
-            Backend::Memcached(memcached) => {
-                tracing::info!(addresses = ?memcached.addresses, memory_bytes = options.max_bytes,
-                    "index cache: in memory, then memcached");
-                let m = MemcachedMetrics::default();
-                m.register(metrics)?;
-                Some(SecondLevel::new(
-                    MemcachedClient::new(memcached, m),
-                    config.ttl,
-                ))
+        cache_on(
+            options,
+            config.backend,
+            config.ttl,
+            metrics,
+            "stele_memcached",
+        )
+    }
+
+    /// The chunk cache the flags and the caching-bucket YAML describe, if any; its memcached
+    /// figures are registered in `metrics`.
+    fn chunk_cache(&self, metrics: &Metrics) -> anyhow::Result<Option<Cache>> {
+        let options = CacheOptions::chunks(self.chunk_cache_size);
+        let cache = match yaml_flag(
+            &self.caching_bucket_config,
+            &self.caching_bucket_config_file,
+            "store.caching-bucket.config",
+        )? {
+            None => Cache::with_options(options, None),
+            Some((yaml, source)) => {
+                let config =
+                    ChunkCacheConfig::parse(&yaml).with_context(|| format!("invalid {source}"))?;
+                log_ignored(&source, &config.ignored);
+                let prefix = "stele_chunk_cache_memcached";
+                cache_on(options, config.backend, config.ttl, metrics, prefix)?
             }
         };
-        Ok(Cache::with_options(options, second))
+        Ok((cache.max_bytes() > 0 || cache.second_level().is_some()).then_some(cache))
     }
 
     fn filters(&self) -> anyhow::Result<BlockFilters> {
@@ -273,6 +300,42 @@ impl StoreArgs {
     }
 }
 
+fn log_ignored(source: &str, ignored: &[(String, &'static str)]) {
+    for (field, why) in ignored {
+        tracing::warn!(%source, field, why, "cache configuration field ignored");
+    }
+}
+
+/// A cache of `options` on the backend its YAML chose: IN-MEMORY sets the memory level's
+/// bounds; MEMCACHED puts memcached under it, the client's figures registered as
+/// `<metrics_prefix>_*`.
+fn cache_on(
+    mut options: CacheOptions,
+    backend: Backend,
+    ttl: Duration,
+    metrics: &Metrics,
+    metrics_prefix: &str,
+) -> anyhow::Result<Cache> {
+    let second = match backend {
+        Backend::InMemory {
+            max_size,
+            max_item_size,
+        } => {
+            options.max_bytes = max_size.unwrap_or(options.max_bytes);
+            options.max_item_bytes = max_item_size.unwrap_or(0);
+            None
+        }
+        Backend::Memcached(memcached) => {
+            tracing::info!(addresses = ?memcached.addresses, memory_bytes = options.max_bytes,
+                kinds = ?options.enabled, "cache: in memory, then memcached");
+            let m = MemcachedMetrics::default();
+            m.register(metrics, metrics_prefix)?;
+            Some(SecondLevel::new(MemcachedClient::new(memcached, m), ttl))
+        }
+    };
+    Ok(Cache::with_options(options, second))
+}
+
 pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -288,6 +351,14 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let bucket = bucket_config.build()?;
     let metrics = Metrics::new();
     let cache = Arc::new(args.index_cache(&metrics)?);
+    let chunk_cache = args.chunk_cache(&metrics)?.map(Arc::new);
+    if let Some(c) = &chunk_cache {
+        tracing::info!(
+            memory_bytes = c.max_bytes(),
+            max_age_seconds = args.chunk_cache_max_age.as_secs(),
+            "chunk cache on"
+        );
+    }
     let grpc_addr = parse_listen_addr(&args.grpc_address)?;
     let http_addr = parse_listen_addr(&args.http_address)?;
     std::fs::create_dir_all(&args.data_dir)
@@ -307,11 +378,13 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         inflight_memory_wait: args.inflight_memory_wait,
         local_bucket: bucket_config.local_directory(),
         postings_cost_model: args.lazy_expanded_postings,
+        chunk_cache_max_age: args.chunk_cache_max_age,
     };
     let store = Arc::new(BucketStore::new(
         bucket,
         config,
         cache.clone(),
+        chunk_cache,
         tokio::runtime::Handle::current(),
     ));
 

@@ -6,7 +6,8 @@
 //! - the process baseline (runtime, thread stacks, allocator arenas: [`Calibration::base_rss`]);
 //! - the index headers of the pod's blocks, resident (the mapping and the sampled tables);
 //! - the index cache, sized to hold the profile's index working set at the hit target;
-//! - the chunk cache when it lives in the pod (stele has none in-process yet);
+//! - the chunk cache when it lives in the pod (`--store.chunk-cache-size`), not when it is
+//!   memcached;
 //! - in-flight requests: concurrent requests times what one holds at its peak (a batch of
 //!   series per block it reads, sized as the store sizes them, and one batch of chunks),
 //!   capped by `--store.inflight-memory-limit`.

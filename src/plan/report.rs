@@ -298,15 +298,20 @@ fn render(r: &PlanReport, style: Style) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{strong}{} store pods{strong} (bound by {}); {code}--index-cache-size={}{code}; chunk cache {} per pod ({}).",
+        "\n{strong}{} store pods{strong} (bound by {}); {code}--index-cache-size={}{code}; {}.",
         p.pods,
         p.bound_by,
         bytes(p.index_cache_size),
-        bytes(p.chunk_cache_size),
         if tg.chunk_cache_in_pod {
-            "in the pod"
+            format!(
+                "{code}--store.chunk-cache-size={}{code} (in the pod)",
+                bytes(p.chunk_cache_size)
+            )
         } else {
-            "external, not in pod memory"
+            format!(
+                "chunk cache {} per pod in memcached ({code}--store.caching-bucket.config{code}), not in pod memory",
+                bytes(p.chunk_cache_size)
+            )
         }
     );
 

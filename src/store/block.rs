@@ -23,7 +23,7 @@ use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, FetchCounters};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
-use crate::tsdb::encoding::read_uvarint;
+use crate::tsdb::encoding::{read_uvarint, uvarint_len};
 use crate::tsdb::index::{decode_postings_bitmap, ChunkMeta, IndexReader, SeriesEntryRefs};
 use crate::tsdb::meta::BlockMeta;
 use crate::tsdb::source::ReadAt;
@@ -142,6 +142,29 @@ pub struct StoredChunk {
     pub encoding: ChunkEncoding,
     pub data: Bytes,
     pub hash: u64,
+}
+
+/// A chunk from its chunk-cache value (encoding byte, then data); `None` for a value that is
+/// not one (a foreign or damaged memcached item), which is then read from the bucket.
+fn cached_chunk(wanted: &WantedChunk, value: Bytes) -> Option<StoredChunk> {
+    let (&encoding, data) = value.split_first()?;
+    let encoding = ChunkEncoding::from_u8(encoding);
+    if matches!(encoding, ChunkEncoding::None) || data.is_empty() {
+        return None;
+    }
+    let data = value.slice(1..);
+    Some(StoredChunk {
+        min_time: wanted.meta.min_time,
+        max_time: wanted.meta.max_time,
+        encoding,
+        hash: xxhash_rust::xxh64::xxh64(&data, 0),
+        data,
+    })
+}
+
+/// Bytes of `chunk`'s record in its segment: data length, encoding, data, CRC.
+fn chunk_record_len(chunk: &StoredChunk) -> usize {
+    uvarint_len(chunk.data.len() as u64) + 1 + chunk.data.len() + 4
 }
 
 /// What the blocks of a store share for their I/O.
@@ -541,11 +564,33 @@ impl BucketBlock {
         Ok(out)
     }
 
-    /// Fetches chunks by their metas, returned in the order asked.
+    /// Fetches chunks by their metas (or takes them from the chunk cache), returned in the
+    /// order asked.
     pub fn chunks(&self, metas: &[WantedChunk], ctx: &mut QueryCtx) -> Result<Vec<StoredChunk>> {
-        let mut order: Vec<usize> = (0..metas.len()).collect();
-        order.sort_by_key(|&i| metas[i].meta.chunk_ref);
         let mut out: Vec<Option<StoredChunk>> = vec![None; metas.len()];
+        let mut cacheable: Vec<usize> = match &ctx.chunk_cache {
+            Some(_) => (0..metas.len())
+                .filter(|&i| metas[i].meta.max_time >= ctx.chunk_cache_min_time)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let (Some(cache), false) = (&ctx.chunk_cache, cacheable.is_empty()) {
+            let keys: Vec<CacheKey> = cacheable
+                .iter()
+                .map(|&i| self.chunk_key(&metas[i]))
+                .collect();
+            for (&i, hit) in cacheable.iter().zip(cache.get_many(&keys)) {
+                let Some(chunk) = hit.and_then(|v| cached_chunk(&metas[i], v)) else {
+                    continue;
+                };
+                ctx.stats.chunks_touched += 1;
+                ctx.stats.chunks_touched_size_sum += chunk_record_len(&chunk) as i64;
+                out[i] = Some(chunk);
+            }
+            cacheable.retain(|&i| out[i].is_none());
+        }
+        let mut order: Vec<usize> = (0..metas.len()).filter(|&i| out[i].is_none()).collect();
+        order.sort_by_key(|&i| metas[i].meta.chunk_ref);
         let mut start = 0;
         while start < order.len() {
             let (segment, _) = split_chunk_ref(metas[order[start]].meta.chunk_ref);
@@ -557,10 +602,30 @@ impl BucketBlock {
             self.segment_chunks(segment, &order[start..end], metas, &mut out, ctx)?;
             start = end;
         }
+        if let Some(cache) = &ctx.chunk_cache {
+            for i in cacheable {
+                let chunk = out[i].as_mut().expect("every chunk filled");
+                // The cache gets its own copy, not a slice of the whole coalesced read, and
+                // the response uses it too, so the read buffer can go.
+                let mut value = Vec::with_capacity(1 + chunk.data.len());
+                value.push(chunk.encoding.as_u8());
+                value.extend_from_slice(&chunk.data);
+                let value = Bytes::from(value);
+                chunk.data = value.slice(1..);
+                cache.put(self.chunk_key(&metas[i]), value);
+            }
+        }
         Ok(out
             .into_iter()
             .map(|c| c.expect("every chunk filled"))
             .collect())
+    }
+
+    fn chunk_key(&self, wanted: &WantedChunk) -> CacheKey {
+        CacheKey::Chunk {
+            block: self.id,
+            chunk_ref: wanted.meta.chunk_ref,
+        }
     }
 
     fn segment_chunks(

@@ -194,97 +194,134 @@ impl Collector for StoreCollector {
         )?;
         bucket(&mut encoder, "index", &s.fetched_index)?;
         bucket(&mut encoder, "chunks", &s.fetched_chunks)?;
-        cache(&mut encoder, &s.cache)
+        cache(&mut encoder, &s.cache, &INDEX_CACHE)?;
+        match &s.chunk_cache {
+            Some(chunks) => cache(&mut encoder, chunks, &CHUNK_CACHE),
+            None => Ok(()),
+        }
     }
 }
 
-/// The index cache, one family per figure with an `item_type` label per kind.
-fn cache(encoder: &mut DescriptorEncoder, cache: &Cache) -> std::fmt::Result {
+/// Which cache [`cache`] describes, and how its families are named.
+struct CacheNames {
+    /// `stele_index_cache` or `stele_chunk_cache`.
+    prefix: &'static str,
+    /// `index cache` or `chunk cache`, for the help texts.
+    what: &'static str,
+    /// The flag bounding it, for the help text of `_max_size`.
+    flag: &'static str,
+    kinds: &'static [ItemKind],
+}
+
+const INDEX_CACHE: CacheNames = CacheNames {
+    prefix: "stele_index_cache",
+    what: "index cache",
+    flag: "--index-cache-size",
+    kinds: &ItemKind::INDEX,
+};
+
+const CHUNK_CACHE: CacheNames = CacheNames {
+    prefix: "stele_chunk_cache",
+    what: "chunk cache",
+    flag: "--store.chunk-cache-size",
+    kinds: &[ItemKind::Chunks],
+};
+
+/// A cache, one family per figure with an `item_type` label per kind.
+fn cache(encoder: &mut DescriptorEncoder, cache: &Cache, names: &CacheNames) -> std::fmt::Result {
+    let CacheNames {
+        prefix,
+        what,
+        flag,
+        kinds,
+    } = names;
     gauge(
         encoder,
-        "stele_index_cache_max_size",
-        "Configured bound of the index cache (--index-cache-size)",
+        &format!("{prefix}_max_size"),
+        &format!("Configured bound of the {what} ({flag})"),
         Some(&Unit::Bytes),
         cache.max_bytes() as i64,
     )?;
     type Pick = fn(&KindStats) -> u64;
-    let counters: [(&str, &str, Pick); 5] = [
-        ("stele_index_cache_requests", "Index cache lookups", |k| {
-            k.requests
+    let counters: [(&str, String, Pick); 5] = [
+        ("requests", format!("Lookups in the {what}"), |k| k.requests),
+        ("hits", format!("Lookups in the {what} that hit"), |k| {
+            k.hits
+        }),
+        ("items_added", format!("Items put into the {what}"), |k| {
+            k.added
         }),
         (
-            "stele_index_cache_hits",
-            "Index cache lookups that hit",
-            |k| k.hits,
-        ),
-        (
-            "stele_index_cache_items_added",
-            "Items put into the index cache",
-            |k| k.added,
-        ),
-        (
-            "stele_index_cache_items_evicted",
-            "Items evicted to stay within the byte bound",
+            "items_evicted",
+            "Items evicted to stay within the byte bound".into(),
             |k| k.evicted,
         ),
-        (
-            "stele_index_cache_items_overflowed",
-            "Items too large to cache",
-            |k| k.too_large,
-        ),
+        ("items_overflowed", "Items too large to cache".into(), |k| {
+            k.too_large
+        }),
     ];
     for (name, help, pick) in counters {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for kind in ItemKind::ALL {
+        let name = format!("{prefix}_{name}");
+        let mut family = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+        for &kind in *kinds {
             let c = ConstCounter::new(pick(&cache.stats(kind)));
             c.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
     }
-    let gauges: [(&str, &str, Option<&Unit>, Pick); 2] = [
+    let gauges: [(&str, String, Option<&Unit>, Pick); 2] = [
         (
-            "stele_index_cache_size",
-            "Bytes held by the index cache, with bookkeeping",
+            "size",
+            format!("Bytes held by the {what}, with bookkeeping"),
             Some(&Unit::Bytes),
             |k| k.bytes,
         ),
-        (
-            "stele_index_cache_items",
-            "Items held by the index cache",
-            None,
-            |k| k.items,
-        ),
+        ("items", format!("Items held by the {what}"), None, |k| {
+            k.items
+        }),
     ];
     for (name, help, unit, pick) in gauges {
-        let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-        for kind in ItemKind::ALL {
+        let name = format!("{prefix}_{name}");
+        let mut family = encoder.encode_descriptor(&name, &help, unit, MetricType::Gauge)?;
+        for &kind in *kinds {
             let g = ConstGauge::new(pick(&cache.stats(kind)) as i64);
             g.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
     }
     match cache.second_level() {
-        Some(second) => memcached(encoder, &second.stats),
+        Some(second) => memcached(encoder, &second.stats, names),
         None => Ok(()),
     }
 }
 
 /// The second level's lookups, by item kind, and the items it refused.
-fn memcached(encoder: &mut DescriptorEncoder, stats: &RemoteStats) -> std::fmt::Result {
+fn memcached(
+    encoder: &mut DescriptorEncoder,
+    stats: &RemoteStats,
+    names: &CacheNames,
+) -> std::fmt::Result {
+    let CacheNames {
+        prefix,
+        what,
+        kinds,
+        ..
+    } = names;
     type Pick = fn(&RemoteStats, ItemKind) -> u64;
-    let families: [(&str, &str, Pick); 2] = [
+    let families: [(&str, String, Pick); 2] = [
         (
-            "stele_index_cache_memcached_requests",
-            "Index cache lookups that missed memory and went to memcached",
+            "memcached_requests",
+            format!("Lookups in the {what} that missed memory and went to memcached"),
             |s, k| s.requests(k),
         ),
         (
-            "stele_index_cache_memcached_hits",
-            "Index cache lookups answered by memcached",
+            "memcached_hits",
+            format!("Lookups in the {what} answered by memcached"),
             |s, k| s.hits(k),
         ),
     ];
     for (name, help, pick) in families {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for kind in ItemKind::ALL {
+        let name = format!("{prefix}_{name}");
+        let mut family = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+        for &kind in *kinds {
             let c = ConstCounter::new(pick(stats, kind));
             c.encode(family.encode_family(&[("item_type", kind.name())])?)?;
         }
@@ -292,14 +329,14 @@ fn memcached(encoder: &mut DescriptorEncoder, stats: &RemoteStats) -> std::fmt::
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     counter(
         encoder,
-        "stele_index_cache_memcached_key_mismatches",
+        &format!("{prefix}_memcached_key_mismatches"),
         "memcached items found under a key's hash but written for another key (hash collisions), taken as misses",
         None,
         load(&stats.key_mismatches),
     )?;
     counter(
         encoder,
-        "stele_index_cache_memcached_malformed_items",
+        &format!("{prefix}_memcached_malformed_items"),
         "memcached items that are not stele's, truncated or do not decompress, taken as misses",
         None,
         load(&stats.malformed),

@@ -77,6 +77,10 @@ pub struct QueryCtx {
     /// Bytes the request may download in all; 0 means unlimited.
     pub bytes_limit: u64,
     pub cache: Option<Arc<Cache>>,
+    /// The chunk cache, for chunks ending at or after `chunk_cache_min_time` (ms): it holds
+    /// recent data only, so one long-range query cannot flush what dashboards keep reading.
+    pub chunk_cache: Option<Arc<Cache>>,
+    pub chunk_cache_min_time: i64,
     pub budget: Option<Arc<MemoryBudget>>,
     /// Leave expensive matchers out of the postings and filter series by them instead
     /// ([`crate::block::PostingsPlan::defer_expensive`]).
@@ -144,6 +148,8 @@ impl QueryCtx {
                 limit => limit.saturating_sub(downloaded).max(1),
             },
             cache: self.cache.clone(),
+            chunk_cache: self.chunk_cache.clone(),
+            chunk_cache_min_time: self.chunk_cache_min_time,
             budget: self.budget.clone(),
             postings_cost_model: self.postings_cost_model,
             held: 0,
@@ -205,6 +211,8 @@ pub struct StoreConfig {
     pub local_bucket: Option<PathBuf>,
     /// See [`QueryCtx::postings_cost_model`].
     pub postings_cost_model: bool,
+    /// Chunks older than this (by their end, from now) skip the chunk cache; zero: any age.
+    pub chunk_cache_max_age: Duration,
 }
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
@@ -396,6 +404,7 @@ pub struct BucketStore {
     pub fetched_chunks: Arc<FetchCounters>,
     pub counters: StoreCounters,
     pub cache: Arc<Cache>,
+    pub chunk_cache: Option<Arc<Cache>>,
     pub budget: Arc<MemoryBudget>,
 }
 
@@ -412,6 +421,7 @@ impl BucketStore {
         bucket: Arc<dyn ObjectStore>,
         config: StoreConfig,
         cache: Arc<Cache>,
+        chunk_cache: Option<Arc<Cache>>,
         runtime: Handle,
     ) -> Self {
         let open_at_start = read_open_snapshot(&config.data_dir);
@@ -438,15 +448,22 @@ impl BucketStore {
             fetched_chunks: Arc::new(FetchCounters::default()),
             counters: StoreCounters::default(),
             cache,
+            chunk_cache,
         }
     }
 
-    /// A fresh request context with the store's limits and cache.
+    /// A fresh request context with the store's limits and caches.
     pub fn query_ctx(&self) -> QueryCtx {
+        let chunk_cache_min_time = match self.config.chunk_cache_max_age {
+            age if age.is_zero() => i64::MIN,
+            age => crate::model::time::now_ms().saturating_sub(age.as_millis() as i64),
+        };
         QueryCtx {
             stats: QueryStats::default(),
             bytes_limit: self.config.limits.downloaded_bytes,
             cache: Some(self.cache.clone()),
+            chunk_cache: self.chunk_cache.clone(),
+            chunk_cache_min_time,
             budget: Some(self.budget.clone()),
             postings_cost_model: self.config.postings_cost_model,
             held: 0,
@@ -584,6 +601,9 @@ impl BucketStore {
             self.counters.block_drops.fetch_add(1, Ordering::Relaxed);
             report.dropped.push(b.id);
             self.cache.remove_block(b.id);
+            if let Some(chunks) = &self.chunk_cache {
+                chunks.remove_block(b.id);
+            }
             tracing::info!(block = %b.id, "block no longer served; removing its local state");
             if let Err(e) = std::fs::remove_dir_all(&b.dir) {
                 tracing::warn!(block = %b.id, error = %e, "removing local block state");

@@ -76,30 +76,31 @@ pub struct CacheFigures {
     pub items: u64,
 }
 
-/// Cache figures per item kind between two scrapes of a stele store.
+/// Cache figures per item kind between two scrapes of a stele store: the index cache's kinds,
+/// then the chunk cache's when it is on.
 pub fn cache_figures(before: &Scrape, after: &Scrape) -> Vec<CacheFigures> {
-    let delta = |name: &str, kind: &str| {
-        let labels = [("item_type", kind)];
-        (after.value(name, &labels) - before.value(name, &labels)).max(0.0) as u64
-    };
-    after
-        .label_values("stele_index_cache_requests_total", "item_type")
-        .into_iter()
-        .map(|kind| {
-            let requests = delta("stele_index_cache_requests_total", &kind);
-            let hits = delta("stele_index_cache_hits_total", &kind);
+    let mut out = Vec::new();
+    for prefix in ["stele_index_cache", "stele_chunk_cache"] {
+        let name = |figure: &str| format!("{prefix}_{figure}");
+        for kind in after.label_values(&name("requests_total"), "item_type") {
             let labels = [("item_type", kind.as_str())];
-            CacheFigures {
+            let delta = |figure: &str| {
+                let name = name(figure);
+                (after.value(&name, &labels) - before.value(&name, &labels)).max(0.0) as u64
+            };
+            let (requests, hits) = (delta("requests_total"), delta("hits_total"));
+            out.push(CacheFigures {
                 requests,
                 hits,
                 hit_ratio: (requests > 0).then(|| hits as f64 / requests as f64),
-                evictions: delta("stele_index_cache_items_evicted_total", &kind),
-                bytes: after.value("stele_index_cache_size_bytes", &labels) as u64,
-                items: after.value("stele_index_cache_items", &labels) as u64,
+                evictions: delta("items_evicted_total"),
+                bytes: after.value(&name("size_bytes"), &labels) as u64,
+                items: after.value(&name("items"), &labels) as u64,
                 item_type: kind,
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 /// Bytes fetched from the bucket (index and chunk files) between two scrapes.
@@ -138,6 +139,9 @@ stele_index_cache_size_bytes{item_type=\"postings\"} 4096
 stele_index_cache_items{item_type=\"postings\"} 8
 stele_store_bucket_index_fetched_bytes_total 1500
 stele_store_bucket_chunks_fetched_bytes_total 9000
+stele_chunk_cache_requests_total{item_type=\"chunks\"} 40
+stele_chunk_cache_hits_total{item_type=\"chunks\"} 10
+stele_chunk_cache_size_bytes{item_type=\"chunks\"} 2048
 weird{path=\"a b} c\"} 1.5e3
 ";
 
@@ -168,6 +172,10 @@ weird{path=\"a b} c\"} 1.5e3
         );
         let series = figures.iter().find(|f| f.item_type == "series").unwrap();
         assert_eq!((series.requests, series.hit_ratio), (0, None));
+        // The chunk cache's figures follow the index cache's.
+        let chunks = figures.last().unwrap();
+        assert_eq!(chunks.item_type, "chunks");
+        assert_eq!((chunks.requests, chunks.hits, chunks.bytes), (40, 10, 2048));
     }
 
     #[test]

@@ -284,8 +284,12 @@ impl Cache {
         sum
     }
 
+    fn shard_index(&self, key: &CacheKey) -> usize {
+        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+    }
+
     fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize]
+        &self.shards[self.shard_index(key)]
     }
 
     /// The value of `key`: from memory, else from the second level (kept in memory then).
@@ -302,7 +306,7 @@ impl Cache {
     /// [`Self::get_many`], counting the lookups in the kind's figures or not (when the caller
     /// counts what it looks up in the values instead).
     fn lookup(&self, keys: &[CacheKey], count: bool) -> Vec<Option<Bytes>> {
-        let mut out: Vec<Option<Bytes>> = keys.iter().map(|k| self.get_local(k, count)).collect();
+        let mut out = self.get_local_many(keys, count);
         let Some(second) = &self.second else {
             return out;
         };
@@ -326,6 +330,41 @@ impl Cache {
             out[i] = Some(value);
         }
         out
+    }
+
+    /// The values of `keys` held in memory, in order. Each shard is locked once for all its
+    /// keys, not once per key: a batch holds thousands of chunk or series keys, and threads
+    /// taking a lock that often collide and wait on the few cores a store gets. Values are
+    /// decompressed after the locks are released.
+    fn get_local_many(&self, keys: &[CacheKey], count: bool) -> Vec<Option<Bytes>> {
+        if keys.len() == 1 {
+            return vec![self.get_local(&keys[0], count)];
+        }
+        let mut by_shard: Vec<(usize, usize)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| self.enabled[k.kind().index()])
+            .map(|(i, k)| (self.shard_index(k), i))
+            .collect();
+        by_shard.sort_unstable();
+        let mut stored: Vec<Option<Stored>> = vec![None; keys.len()];
+        for group in by_shard.chunk_by(|a, b| a.0 == b.0) {
+            let mut shard = self.shards[group[0].0].lock();
+            for &(_, i) in group {
+                let key = &keys[i];
+                let found = shard.lru.get(key).cloned();
+                if count {
+                    let stats = shard.stats(key.kind());
+                    stats.requests += 1;
+                    stats.hits += u64::from(found.is_some());
+                }
+                stored[i] = found;
+            }
+        }
+        stored
+            .into_iter()
+            .map(|s| s.and_then(|s| s.decode()))
+            .collect()
     }
 
     fn get_local(&self, key: &CacheKey, count: bool) -> Option<Bytes> {

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Unit;
 use prost::Message;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_stream::adapters::Chain;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -33,6 +35,11 @@ use crate::tsdb::chunks::ChunkEncoding;
 pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 /// Frames buffered between the query thread and the client.
 const STREAM_BUFFER: usize = 32;
+/// Frames a Series reply gathers before it starts. A reply this small (a few series and the
+/// hints) reaches the client in two writes, headers and frames then trailers, instead of a
+/// write and a wake-up of the client per frame. Kept small: these frames are held on top of
+/// the channel's.
+const HEAD_FRAMES: usize = 8;
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -372,6 +379,50 @@ fn info_response(component: Component, i: &StoreInfo) -> info::InfoResponse {
     }
 }
 
+/// One frame of a Series reply, or the status that ends it.
+type ReplyFrame = Result<thanos::SeriesResponse, Status>;
+
+/// The query thread's end of a Series reply: the first [`HEAD_FRAMES`] frames are handed
+/// over together (all of them when the query ends sooner), the rest go through the bounded
+/// channel as they come.
+struct ReplySender {
+    head: Vec<ReplyFrame>,
+    start: Option<oneshot::Sender<Vec<ReplyFrame>>>,
+    rest: mpsc::Sender<ReplyFrame>,
+}
+
+impl ReplySender {
+    fn new(start: oneshot::Sender<Vec<ReplyFrame>>, rest: mpsc::Sender<ReplyFrame>) -> Self {
+        ReplySender {
+            head: Vec::new(),
+            start: Some(start),
+            rest,
+        }
+    }
+
+    /// False once the client has gone away.
+    fn send(&mut self, frame: ReplyFrame) -> bool {
+        let Some(start) = self.start.take() else {
+            return self.rest.blocking_send(frame).is_ok();
+        };
+        self.head.push(frame);
+        if self.head.len() < HEAD_FRAMES {
+            self.start = Some(start);
+            return true;
+        }
+        start.send(std::mem::take(&mut self.head)).is_ok()
+    }
+
+    /// Ends the reply. The channel closes first, so a reply that is all head is complete
+    /// when it starts.
+    fn finish(self) {
+        drop(self.rest);
+        if let Some(start) = self.start {
+            let _ = start.send(self.head);
+        }
+    }
+}
+
 /// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -429,7 +480,8 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
         }))
     }
 
-    type SeriesStream = ReceiverStream<Result<thanos::SeriesResponse, Status>>;
+    type SeriesStream =
+        Chain<tokio_stream::Iter<std::vec::IntoIter<ReplyFrame>>, ReceiverStream<ReplyFrame>>;
 
     async fn series(
         &self,
@@ -450,14 +502,17 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
             .await
             .map_err(|_| Status::unavailable("shutting down"))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (start, head) = oneshot::channel();
         let store = self.store.clone();
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             use thanos::series_response::Result as Frame;
+            let reply = std::cell::RefCell::new(ReplySender::new(start, tx));
             let send = |f: Frame| {
-                tx.blocking_send(Ok(thanos::SeriesResponse { result: Some(f) }))
-                    .is_ok()
+                reply
+                    .borrow_mut()
+                    .send(Ok(thanos::SeriesResponse { result: Some(f) }))
             };
             let mut pending: Vec<thanos::Series> = Vec::new();
             let flush = |pending: &mut Vec<thanos::Series>| {
@@ -501,13 +556,20 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
                 }
                 Err(e) => {
                     let st = status(e);
-                    let _ = tx.blocking_send(Err(st.clone()));
+                    reply.borrow_mut().send(Err(st.clone()));
                     Err(st)
                 }
             };
+            reply.into_inner().finish();
             api.observe("Series", started, &outcome);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // A query thread that panicked dropped its sender before starting the reply.
+        let head = head
+            .await
+            .map_err(|_| Status::internal("query task failed"))?;
+        Ok(Response::new(
+            tokio_stream::iter(head).chain(ReceiverStream::new(rx)),
+        ))
     }
 
     async fn label_names(

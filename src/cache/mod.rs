@@ -570,6 +570,81 @@ mod tests {
         assert_eq!(cache.bytes(), cache.stats(ItemKind::Postings).bytes);
     }
 
+    /// Threads putting, looking up (one key and batches) and dropping blocks at once: the
+    /// budget holds at every step, every value found is the one put under its key, and the
+    /// figures add up to what the shards hold once they are done.
+    #[test]
+    fn concurrent_use_keeps_the_budget_the_values_and_the_accounting() {
+        let cache = Cache::with_options(
+            CacheOptions {
+                enabled: ItemKind::ALL.to_vec(),
+                ..CacheOptions::in_memory(32 * 1024)
+            },
+            None,
+        );
+        let key = |t: u64, i: u64| match i % 3 {
+            0 => postings(u128::from(t % 3), &format!("v{i}")),
+            1 => CacheKey::SeriesPage {
+                block: Ulid(u128::from(t % 3)),
+                page: i,
+            },
+            _ => CacheKey::Chunk {
+                block: Ulid(u128::from(t % 3)),
+                chunk_ref: i,
+            },
+        };
+        // The value says which key it belongs to.
+        let value = |k: &CacheKey| Bytes::from(format!("{k:?}").repeat(1 + k.size() as usize % 7));
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let cache = &cache;
+                scope.spawn(move || {
+                    let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    for _ in 0..4000 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let i = rng % 500;
+                        match rng % 100 {
+                            0..=49 => {
+                                let k = key(t, i);
+                                let v = value(&k);
+                                cache.put(k, v);
+                            }
+                            50..=79 => {
+                                let keys: Vec<CacheKey> = (i..i + 40).map(|i| key(t, i)).collect();
+                                for (k, got) in keys.iter().zip(cache.get_many(&keys)) {
+                                    if let Some(got) = got {
+                                        assert_eq!(got, value(k), "{k:?}");
+                                    }
+                                }
+                            }
+                            80..=98 => {
+                                let k = key(t, i);
+                                if let Some(got) = cache.get(&k) {
+                                    assert_eq!(got, value(&k));
+                                }
+                            }
+                            _ => cache.remove_block(Ulid(u128::from(i % 3))),
+                        }
+                        assert!(cache.bytes() <= cache.max_bytes());
+                    }
+                });
+            }
+        });
+        let mut held = KindStats::default();
+        for kind in ItemKind::ALL {
+            held += cache.stats(kind);
+        }
+        assert_eq!(held.bytes, cache.bytes());
+        let entries = cache.entries_most_recent_first();
+        assert_eq!(held.items, entries.len() as u64);
+        let bytes: u64 = entries.iter().map(|(k, v)| entry_size(k, v)).sum();
+        assert_eq!(bytes, cache.bytes());
+        assert!(held.added > 1000 && held.evicted > 0, "{held:?}");
+        assert!(held.hits > 0 && held.hits <= held.requests, "{held:?}");
+    }
+
     #[test]
     fn oversized_items_and_a_zero_budget_cache_nothing() {
         let cache = Cache::new(0);

@@ -166,6 +166,17 @@ fn duration(name: &'static str, v: &Value) -> Result<Duration, CacheConfigError>
 
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// A memcached expiry field: 24h when absent or zero, as in Thanos.
+fn ttl(name: &'static str, value: Option<&Value>) -> Result<Duration, CacheConfigError> {
+    let ttl = value.map(|v| duration(name, v)).transpose()?;
+    Ok(ttl.filter(|t| !t.is_zero()).unwrap_or(DEFAULT_TTL))
+}
+
+/// A mapping key as the field name to report.
+fn key_name(key: &Value) -> String {
+    Fields::string(key).unwrap_or_else(|| format!("{key:?}"))
+}
+
 /// Fields accepted for compatibility but not used, with why (to log at start).
 pub type Ignored = Vec<(String, &'static str)>;
 
@@ -187,7 +198,7 @@ fn backend(kind: &str, config: Option<Value>) -> Result<(Backend, Ignored), Cach
         _ => return Err(CacheConfigError::UnknownType(kind.to_string())),
     };
     for (name, _) in fields.map {
-        let name = Fields::string(&name).unwrap_or_else(|| format!("{name:?}"));
+        let name = key_name(&name);
         ignored.push((format!("config.{name}"), "unknown field"));
     }
     Ok((backend, ignored))
@@ -217,11 +228,7 @@ impl IndexCacheConfig {
         if enabled_items.is_empty() {
             enabled_items = ItemKind::INDEX.to_vec();
         }
-        let ttl = match &top.ttl {
-            Some(v) => duration("ttl", v)?,
-            None => DEFAULT_TTL,
-        };
-        let ttl = if ttl.is_zero() { DEFAULT_TTL } else { ttl };
+        let ttl = ttl("ttl", top.ttl.as_ref())?;
         Ok(IndexCacheConfig {
             backend,
             enabled_items,
@@ -257,13 +264,9 @@ impl ChunkCacheConfig {
     pub fn parse(yaml: &str) -> Result<Self, CacheConfigError> {
         let top: CachingBucketTop = serde_yaml::from_str(yaml)?;
         let (backend, mut ignored) = backend(&top.kind, top.config)?;
-        let ttl = match &top.chunk_subrange_ttl {
-            Some(v) => duration("chunk_subrange_ttl", v)?,
-            None => DEFAULT_TTL,
-        };
-        let ttl = if ttl.is_zero() { DEFAULT_TTL } else { ttl };
+        let ttl = ttl("chunk_subrange_ttl", top.chunk_subrange_ttl.as_ref())?;
         for (name, _) in top.rest {
-            let name = Fields::string(&name).unwrap_or_else(|| format!("{name:?}"));
+            let name = key_name(&name);
             let why = match name.as_str() {
                 "chunk_subrange_size"
                 | "max_chunks_get_range_requests"

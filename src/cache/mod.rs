@@ -235,7 +235,8 @@ fn entry_size(key: &CacheKey, value: &Stored) -> u64 {
 }
 
 impl Cache {
-    /// An in-memory cache holding at most `max_bytes`; 0 disables it (every lookup misses).
+    /// An in-memory index cache holding at most `max_bytes`; 0 disables it (every lookup
+    /// misses).
     pub fn new(max_bytes: u64) -> Self {
         Self::with_options(CacheOptions::in_memory(max_bytes), None)
     }
@@ -337,9 +338,6 @@ impl Cache {
     /// taking a lock that often collide and wait on the few cores a store gets. Values are
     /// decompressed after the locks are released.
     fn get_local_many(&self, keys: &[CacheKey], count: bool) -> Vec<Option<Bytes>> {
-        if keys.len() == 1 {
-            return vec![self.get_local(&keys[0], count)];
-        }
         let mut by_shard: Vec<(usize, usize)> = keys
             .iter()
             .enumerate()
@@ -365,24 +363,6 @@ impl Cache {
             .into_iter()
             .map(|s| s.and_then(|s| s.decode()))
             .collect()
-    }
-
-    fn get_local(&self, key: &CacheKey, count: bool) -> Option<Bytes> {
-        if !self.enabled[key.kind().index()] {
-            return None;
-        }
-        let stored = {
-            let mut shard = self.shard(key).lock();
-            let stored = shard.lru.get(key).cloned();
-            if count {
-                let stats = shard.stats(key.kind());
-                stats.requests += 1;
-                stats.hits += u64::from(stored.is_some());
-            }
-            stored
-        };
-        // Decompressed outside the shard's lock.
-        stored.and_then(|s| s.decode())
     }
 
     /// Counts `requests` lookups of `key`'s kind, `hits` of them found, in the shard of `key`.

@@ -438,6 +438,17 @@ fn text_markdown_and_svg_reports() {
     ] {
         assert!(text.contains(want), "text report lacks {want:?}:\n{text}");
     }
+    // The recommended flags are written as `stele store` reads them.
+    let flag = "--index-cache-size=";
+    let value = text[text.find(flag).expect("recommends an index cache size") + flag.len()..]
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .next()
+        .unwrap();
+    let parsed = stele::model::size::parse_size(value);
+    assert!(
+        parsed.is_ok_and(|n| n > 0),
+        "{flag}{value} does not parse: {parsed:?}"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<title>").count(), 2 * 3, "3 bars per block");

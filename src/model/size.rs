@@ -19,6 +19,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
+/// `n` bytes as a flag value [`parse_size`] reads back: rounded up to whole MiB, in GiB when
+/// that is exact (`512MiB`, `2GiB`, `1229MiB`). Sizes under 1 MiB stay in bytes.
+pub fn format_size(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if n < MIB {
+        return n.to_string();
+    }
+    let mib = n.div_ceil(MIB);
+    if mib % 1024 == 0 {
+        format!("{}GiB", mib / 1024)
+    } else {
+        format!("{mib}MiB")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +47,17 @@ mod tests {
         assert!(parse_size("MB").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("99999999999TB").is_err());
+    }
+
+    #[test]
+    fn formatted_sizes_parse_back_rounded_up_to_a_mib() {
+        assert_eq!(format_size(2 << 30), "2GiB");
+        assert_eq!(format_size(512 << 20), "512MiB");
+        assert_eq!(format_size((1 << 30) + 1), "1025MiB");
+        assert_eq!(format_size(1000), "1000");
+        for n in [0, 1, 1 << 20, (1 << 20) + 1, 1_288_490_189, u64::MAX >> 1] {
+            let back = parse_size(&format_size(n)).unwrap();
+            assert!(back >= n && back - n < 1 << 20, "{n} -> {back}");
+        }
     }
 }

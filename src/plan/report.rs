@@ -10,6 +10,7 @@ use super::cardinality::Ranked;
 use super::inventory::{BlockInventory, Inventory};
 use super::model::{Calibration, Plan, QueryProfile, Targets, WhatIf};
 use super::timeline::{format_labels, IssueKind};
+use crate::model::size::format_size;
 use crate::model::time::format_rfc3339_ms;
 
 /// Everything `stele plan` found and decided, as `--output json` prints it.
@@ -301,11 +302,11 @@ fn render(r: &PlanReport, style: Style) -> String {
         "\n{strong}{} store pods{strong} (bound by {}); {code}--index-cache-size={}{code}; {}.",
         p.pods,
         p.bound_by,
-        bytes(p.index_cache_size),
+        format_size(p.index_cache_size),
         if tg.chunk_cache_in_pod {
             format!(
                 "{code}--store.chunk-cache-size={}{code} (in the pod)",
-                bytes(p.chunk_cache_size)
+                format_size(p.chunk_cache_size)
             )
         } else {
             format!(

@@ -10,12 +10,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically_with(path, |f| f.write_all(bytes))
 }
 
-/// Like [`write_atomically`] without the fsync, for files that carry their own checksum and
-/// can be made again: after a crash the rename may have landed before the data, which the
+/// Like [`write_atomically_with`] without the fsync, for files that carry their own checksum
+/// and can be made again: after a crash the rename may have landed before the data, which the
 /// checksum then catches. Spares a cold start an fsync (3-4 ms here) per block header.
-pub fn replace_checksummed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn replace_checksummed(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let (tmp, mut f) = temporary_beside(path)?;
-    f.write_all(bytes)?;
+    write(&mut f)?;
     std::fs::rename(&tmp, path)
 }
 

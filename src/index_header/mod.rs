@@ -18,13 +18,14 @@
 //! the region bytes in region order, and a CRC32C of everything before it. A file that
 //! fails any check, or was written by another format version, is rebuilt.
 
+use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::tsdb::encoding::{crc32c, Decbuf, DecodeError};
+use crate::tsdb::encoding::{crc32c, crc32c_append, Decbuf, DecodeError};
 use crate::tsdb::index::toc::TOC_LEN;
 use crate::tsdb::index::{IndexReader, Sampling, Toc, HEADER_LEN};
 use crate::tsdb::source::{mmap_file, ReadAt, ReadError};
@@ -34,17 +35,20 @@ pub const FILE_NAME: &str = "index-header";
 const MAGIC: u32 = 0x5354_4c48; // "STLH"
 /// 2 added the sampling.
 const FORMAT_VERSION: u8 = 2;
+/// Magic, version, index length, region count.
+const PREFIX_LEN: usize = 4 + 1 + 8 + 4;
 
-/// Copies the opening regions of `index` (header, symbol table, postings offset table, TOC)
-/// into the bytes of a header file, with the sampling of its tables.
-pub fn build(index: &dyn ReadAt) -> Result<Vec<u8>> {
+/// Builds the header of `index` in memory: its opening regions (header, symbol table,
+/// postings offset table, TOC) read by range, and the sampling of its tables. Opening a reader
+/// over the regions checks them (section CRCs, table order) and finds the sampling; nothing
+/// is copied or encoded on the way.
+pub fn build(index: &dyn ReadAt) -> Result<IndexHeader> {
     let regions = opening_regions(index)?;
-    let len = index.len();
-    // Opening a reader over the regions alone checks them and finds the sampling.
-    let unsampled =
-        IndexHeader::from_bytes(Bytes::from(encode(len, &regions, &Sampling::default())))?;
+    let index_len = index.len();
+    // Cloning the regions clones four `Bytes` handles, not their bytes.
+    let unsampled = IndexHeader::new(index_len, regions.clone(), Sampling::default());
     let sampling = IndexReader::open(Arc::new(unsampled))?.sampling();
-    Ok(encode(len, &regions, &sampling))
+    Ok(IndexHeader::new(index_len, regions, sampling))
 }
 
 /// The regions of `index` that opening reads, sorted by offset.
@@ -115,50 +119,37 @@ fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
     Ok(regions)
 }
 
-/// The bytes of a header file.
-fn encode(index_len: u64, regions: &[(u64, Bytes)], sampling: &Sampling) -> Vec<u8> {
-    let data_len: usize = regions.iter().map(|r| r.1.len()).sum();
-    let samples = sampling.symbols.len() + sampling.postings.len();
-    let mut out = Vec::with_capacity(25 + 16 * regions.len() + 4 * samples + data_len + 4);
-    out.extend_from_slice(&MAGIC.to_be_bytes());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&index_len.to_be_bytes());
-    out.extend_from_slice(&(regions.len() as u32).to_be_bytes());
-    for (off, b) in regions {
-        out.extend_from_slice(&off.to_be_bytes());
-        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-    }
-    for positions in [&sampling.symbols, &sampling.postings] {
-        out.extend_from_slice(&(positions.len() as u32).to_be_bytes());
-        for p in positions {
-            out.extend_from_slice(&p.to_be_bytes());
-        }
-    }
-    for (_, b) in regions {
-        out.extend_from_slice(b);
-    }
-    let crc = crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
-}
-
 /// Writes a header file (temp file, rename) without an fsync: a header torn by a crash
 /// fails its CRC at the next load and is rebuilt, which costs less than an fsync per block
 /// on every cold start.
-pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::fs::replace_checksummed(&dir.join(FILE_NAME), bytes)
+pub fn write(dir: &Path, header: &IndexHeader) -> std::io::Result<()> {
+    crate::fs::replace_checksummed(&dir.join(FILE_NAME), |f| header.write_to(f))
 }
 
-/// A validated, memory-mapped header file.
+/// A header: checked regions of an index and the sampling of its tables, either mapped from
+/// its file or, right after [`build`], held as the buffers read from the bucket.
 pub struct IndexHeader {
-    map: Bytes,
     index_len: u64,
-    /// `(range in the index, offset in the map)`, sorted by index offset.
-    regions: Vec<(Range<u64>, usize)>,
+    /// `(offset in the index, bytes)`, sorted by offset.
+    regions: Vec<(u64, Bytes)>,
     sampling: Sampling,
+    /// Bytes of the header file.
+    size: u64,
 }
 
 impl IndexHeader {
+    fn new(index_len: u64, regions: Vec<(u64, Bytes)>, sampling: Sampling) -> Self {
+        let data: usize = regions.iter().map(|r| r.1.len()).sum();
+        let samples = sampling.symbols.len() + sampling.postings.len();
+        let size = (PREFIX_LEN + 16 * regions.len() + 8 + 4 * samples + data + 4) as u64;
+        IndexHeader {
+            index_len,
+            regions,
+            sampling,
+            size,
+        }
+    }
+
     /// Maps and checks a header file: magic, version, region bounds and CRC.
     pub fn load(path: &Path) -> Result<Self> {
         let file = mmap_file(path).map_err(|e| TsdbError::io(path, e))?;
@@ -166,15 +157,41 @@ impl IndexHeader {
             .map_err(|e| TsdbError::corrupt(&file.name, Section::IndexHeader, 0, e))
     }
 
-    /// Checks header bytes held in memory (as [`build`] returns them) like [`Self::load`].
-    pub fn from_bytes(bytes: Bytes) -> Result<Self> {
-        Self::parse(bytes).map_err(|e| TsdbError::corrupt(FILE_NAME, Section::IndexHeader, 0, e))
+    /// Writes the header file's bytes (layout in the module docs) to `out`, computing the CRC
+    /// on the way, so the regions are never copied into one buffer first.
+    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut prefix = Vec::with_capacity(self.size as usize - self.data_len() - 4);
+        prefix.extend_from_slice(&MAGIC.to_be_bytes());
+        prefix.push(FORMAT_VERSION);
+        prefix.extend_from_slice(&self.index_len.to_be_bytes());
+        prefix.extend_from_slice(&(self.regions.len() as u32).to_be_bytes());
+        for (off, b) in &self.regions {
+            prefix.extend_from_slice(&off.to_be_bytes());
+            prefix.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        }
+        for positions in [&self.sampling.symbols, &self.sampling.postings] {
+            prefix.extend_from_slice(&(positions.len() as u32).to_be_bytes());
+            for p in positions {
+                prefix.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        out.write_all(&prefix)?;
+        let mut crc = crc32c(&prefix);
+        for (_, b) in &self.regions {
+            out.write_all(b)?;
+            crc = crc32c_append(crc, b);
+        }
+        out.write_all(&crc.to_be_bytes())
+    }
+
+    fn data_len(&self) -> usize {
+        self.regions.iter().map(|r| r.1.len()).sum()
     }
 
     fn parse(map: Bytes) -> Result<Self, DecodeError> {
-        if map.len() < 21 {
+        if map.len() < PREFIX_LEN + 4 {
             return Err(DecodeError::ShortRead {
-                needed: 21,
+                needed: PREFIX_LEN + 4,
                 available: map.len(),
             });
         }
@@ -233,15 +250,15 @@ impl IndexHeader {
                     available: body.len(),
                 });
             }
-            regions.push((r, at));
+            regions.push((r.start, map.slice(at..at + n)));
             at += n;
         }
-        regions.sort_by_key(|r| r.0.start);
+        regions.sort_by_key(|r| r.0);
         Ok(IndexHeader {
-            map,
             index_len,
             regions,
             sampling,
+            size: map.len() as u64,
         })
     }
 
@@ -255,27 +272,24 @@ impl IndexHeader {
         self.index_len
     }
 
-    /// Bytes of the mapping (what the header costs on disk).
+    /// Bytes of the header file (what the header costs on disk).
     pub fn size(&self) -> u64 {
-        self.map.len() as u64
+        self.size
     }
 
     /// The index ranges the header holds, in index order.
     pub fn regions(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.regions.iter().map(|r| r.0.clone())
+        self.regions
+            .iter()
+            .map(|(start, b)| *start..start + b.len() as u64)
     }
 
     fn local(&self, range: &Range<u64>) -> Option<Bytes> {
-        let i = self.regions.partition_point(|r| r.0.start <= range.start);
-        let (region, at) = self.regions.get(i.checked_sub(1)?)?;
-        if range.end > region.end {
-            return None;
-        }
-        let start = at + (range.start - region.start) as usize;
-        Some(
-            self.map
-                .slice(start..start + (range.end - range.start) as usize),
-        )
+        let i = self.regions.partition_point(|r| r.0 <= range.start);
+        let (start, bytes) = self.regions.get(i.checked_sub(1)?)?;
+        let from = (range.start - start) as usize;
+        let to = from.checked_add((range.end.checked_sub(range.start)?) as usize)?;
+        (to <= bytes.len()).then(|| bytes.slice(from..to))
     }
 }
 
@@ -367,11 +381,28 @@ pub fn open_or_build(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(HeaderedInd
     if let Some(h) = load_valid(dir, remote.len()) {
         return Ok((HeaderedIndex::new(h, remote), false));
     }
-    let path = dir.join(FILE_NAME);
-    let bytes = build(remote.as_ref())?;
-    write(dir, &bytes).map_err(|e| TsdbError::io(&path, e))?;
+    let path = build_and_write(dir, remote.as_ref())?.1;
+    // Served from the mapping of the file just written, not from the buffers it was built
+    // from: those are heap, the mapping is page cache the kernel can reclaim.
     let header = IndexHeader::load(&path)?;
     Ok((HeaderedIndex::new(header, remote), true))
+}
+
+/// Makes sure `dir/index-header` is a valid header for `remote`, building and writing it if
+/// not, without opening the index. Returns the header's size and whether it was (re)built.
+pub fn ensure(dir: &Path, remote: &dyn ReadAt) -> Result<(u64, bool)> {
+    if let Some(h) = load_valid(dir, remote.len()) {
+        return Ok((h.size(), false));
+    }
+    Ok((build_and_write(dir, remote)?.0, true))
+}
+
+/// Builds the header of `remote` and writes it under `dir`; returns its size and path.
+fn build_and_write(dir: &Path, remote: &dyn ReadAt) -> Result<(u64, std::path::PathBuf)> {
+    let path = dir.join(FILE_NAME);
+    let header = build(remote)?;
+    write(dir, &header).map_err(|e| TsdbError::io(&path, e))?;
+    Ok((header.size(), path))
 }
 
 /// Opens the index of a block through its header under `dir` (built if missing or invalid),
@@ -435,6 +466,30 @@ mod tests {
             .unwrap();
         }
         Bytes::from(w.finish().unwrap())
+    }
+
+    #[test]
+    fn a_built_header_writes_the_file_it_describes() {
+        let index = sample_index();
+        let built = build(&index).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &built).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), built.size());
+        let loaded = IndexHeader::load(&path).unwrap();
+        assert_eq!(loaded.size(), built.size());
+        assert_eq!(loaded.index_len(), index.len() as u64);
+        assert_eq!(loaded.sampling(), built.sampling());
+        let regions: Vec<Range<u64>> = built.regions().collect();
+        assert_eq!(loaded.regions().collect::<Vec<_>>(), regions);
+        assert_eq!(regions.len(), 4);
+        for r in regions {
+            let want = index.slice(r.start as usize..r.end as usize);
+            assert_eq!(loaded.read_at(r.clone()).unwrap(), want);
+            assert_eq!(built.read_at(r.clone()).unwrap(), want);
+            // Nothing past a region's end, even by one byte.
+            assert!(loaded.read_at(r.start..r.end + 1).is_err());
+        }
     }
 
     #[test]

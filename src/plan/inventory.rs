@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use object_store::path::Path;
@@ -26,7 +25,7 @@ use super::cardinality::{
 use super::timeline::{self, Issue, Span};
 use super::{header, PlanError};
 use crate::bucket::discover::{block_files, discover, BlockFilters};
-use crate::index_header::{self as ih, HeaderedIndex, IndexHeader};
+use crate::index_header::{self as ih, HeaderedIndex};
 use crate::objstore::{BucketFile, FetchCounters};
 use crate::tsdb::index::IndexReader;
 use crate::tsdb::meta::BlockMeta;
@@ -332,7 +331,7 @@ fn index_figures(
     meta: &BlockMeta,
     opts: &InventoryOptions,
 ) -> Result<IndexFigures, PlanError> {
-    let header = IndexHeader::from_bytes(Bytes::from(ih::build(remote.as_ref())?))?;
+    let header = ih::build(remote.as_ref())?;
     let header_disk_bytes = header.size();
     let regions: Vec<std::ops::Range<u64>> = header.regions().collect();
     let reader = IndexReader::open(Arc::new(HeaderedIndex::new(header, remote.clone())))?;

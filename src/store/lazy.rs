@@ -98,20 +98,33 @@ impl LazyIndex {
         }
     }
 
-    /// Makes sure a valid header is on disk without keeping the index open: a header already
-    /// there is checked (checksum, index length); a missing or bad one is built, and the index
-    /// opened once to validate it.
+    /// Makes sure a valid header is on disk without opening the index: a header already there
+    /// is checked (checksum, index length); a missing or bad one is built (which checks the
+    /// index's tables) and written. Holds the index's lock meanwhile, so a query arriving now
+    /// waits for the header instead of building it a second time, then opens what was written.
     pub fn ensure_header(&self) -> Result<(), TsdbError> {
-        if self.is_open() {
+        let open = self.open.lock();
+        if open.is_some() {
             return Ok(());
         }
-        if let Some(h) = index_header::load_valid(&self.dir, self.remote.len()) {
-            self.header_size.store(h.size(), Ordering::Relaxed);
-            return Ok(());
+        let started = Instant::now();
+        let ensured = index_header::ensure(&self.dir, self.remote.as_ref());
+        let c = &self.counters;
+        c.load_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match ensured {
+            Ok((size, built)) => {
+                if built {
+                    c.built.fetch_add(1, Ordering::Relaxed);
+                }
+                self.header_size.store(size, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                c.load_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         }
-        self.get()?;
-        self.close();
-        Ok(())
     }
 
     pub fn is_open(&self) -> bool {
@@ -217,9 +230,22 @@ mod tests {
         lazy.ensure_header().unwrap();
         assert!(!lazy.is_open());
         assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+        let size = lazy.header_size();
+        assert_eq!(
+            size,
+            std::fs::metadata(dir.path().join(index_header::FILE_NAME))
+                .unwrap()
+                .len()
+        );
         lazy.ensure_header().unwrap();
         assert_eq!(counters.built.load(Ordering::Relaxed), 1, "reused");
+        assert_eq!(counters.loads.load(Ordering::Relaxed), 0, "never opened");
+        // The first use opens what was written, without building it again.
+        lazy.get().unwrap();
         assert_eq!(counters.loads.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.built.load(Ordering::Relaxed), 1);
+        assert_eq!(lazy.header_size(), size);
+        lazy.close();
 
         let path = dir.path().join(index_header::FILE_NAME);
         let mut bytes = std::fs::read(&path).unwrap();

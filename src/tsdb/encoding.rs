@@ -29,6 +29,11 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// Continues `crc` (a [`crc32c`] of the bytes before) over `data`, for content written in pieces.
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc, data)
+}
+
 /// Checks that `stored` is the CRC32C of `data`.
 pub fn verify_crc32c(data: &[u8], stored: u32) -> Result<(), DecodeError> {
     let computed = crc32c(data);

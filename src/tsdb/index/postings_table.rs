@@ -42,24 +42,43 @@ pub struct PostingsTableEntry<'a> {
     pub position: usize,
 }
 
-/// Decodes one entry at the cursor.
-fn decode_entry<'a>(
-    d: &mut Decbuf<'a>,
-    position: usize,
-) -> Result<PostingsTableEntry<'a>, DecodeError> {
+/// An entry's name and value as undecoded bytes: all a scan of the whole table needs to check
+/// the order (byte order is UTF-8's order). Entries that are kept or returned go through
+/// [`decode_entry`], which checks their UTF-8.
+struct RawEntry<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    offset: u64,
+}
+
+fn decode_raw_entry<'a>(d: &mut Decbuf<'a>) -> Result<RawEntry<'a>, DecodeError> {
     let n = d.uvarint()?;
     if n != 2 {
         return Err(DecodeError::Invalid(format!(
             "postings offset table entry has {n} keys, expected 2"
         )));
     }
-    let name = d.uvarint_str()?;
-    let value = d.uvarint_str()?;
+    let name = d.uvarint_bytes()?;
+    let value = d.uvarint_bytes()?;
     let offset = d.uvarint()?;
-    Ok(PostingsTableEntry {
+    Ok(RawEntry {
         name,
         value,
         offset,
+    })
+}
+
+/// Decodes one entry at the cursor.
+fn decode_entry<'a>(
+    d: &mut Decbuf<'a>,
+    position: usize,
+) -> Result<PostingsTableEntry<'a>, DecodeError> {
+    let raw = decode_raw_entry(d)?;
+    let utf8 = |b| std::str::from_utf8(b).map_err(|_| DecodeError::Utf8);
+    Ok(PostingsTableEntry {
+        name: utf8(raw.name)?,
+        value: utf8(raw.value)?,
+        offset: raw.offset,
         position,
     })
 }
@@ -84,12 +103,21 @@ pub fn visit_content<'a, F>(content: &'a [u8], mut f: F) -> Result<(), (usize, D
 where
     F: FnMut(PostingsTableEntry<'a>) -> Result<ControlFlow<()>, DecodeError>,
 {
+    visit_entries(content, decode_entry, |e, _| f(e))
+}
+
+/// Calls `f` with every entry of `content` as `decode` gives it, and the entry's position.
+fn visit_entries<'a, E>(
+    content: &'a [u8],
+    decode: impl Fn(&mut Decbuf<'a>, usize) -> Result<E, DecodeError>,
+    mut f: impl FnMut(E, usize) -> Result<ControlFlow<()>, DecodeError>,
+) -> Result<(), (usize, DecodeError)> {
     let mut d = Decbuf::new(content);
     let count = d.be32().map_err(|e| (0, e))?;
     for _ in 0..count {
         let pos = content.len() - d.len();
-        let entry = decode_entry(&mut d, pos).map_err(|e| (pos, e))?;
-        if f(entry).map_err(|e| (pos, e))?.is_break() {
+        let entry = decode(&mut d, pos).map_err(|e| (pos, e))?;
+        if f(entry, pos).map_err(|e| (pos, e))?.is_break() {
             return Ok(());
         }
     }
@@ -130,42 +158,56 @@ impl SampledTable {
     /// binary-search it) or one not starting with the all-postings key.
     pub fn new(content: Bytes) -> Result<Self, (usize, DecodeError)> {
         let mut positions: Vec<u32> = Vec::new();
-        let mut prev: Option<(&str, &str)> = None;
+        let mut prev: Option<(&[u8], &[u8])> = None;
         let mut in_name = 0usize;
         // The most recent unsampled entry of the current name, to add as its last value.
         let mut pending: Option<u32> = None;
-        visit_content(&content, |e| {
-            match prev {
-                None if (e.name, e.value) != ("", "") => {
-                    return Err(DecodeError::Invalid(format!(
-                        "first postings offset table entry is ({:?}, {:?}), not (\"\", \"\")",
-                        e.name, e.value
-                    )));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        visit_entries(
+            &content,
+            |d, _| decode_raw_entry(d),
+            |e, position| {
+                let new_name = match prev {
+                    None if (e.name, e.value) != (b"", b"") => {
+                        return Err(DecodeError::Invalid(format!(
+                            "first postings offset table entry is ({:?}, {:?}), not (\"\", \"\")",
+                            text(e.name),
+                            text(e.value)
+                        )));
+                    }
+                    None => true,
+                    // The name first: most entries share their name with the one before.
+                    Some((name, value)) => match name.cmp(e.name) {
+                        Ordering::Less => true,
+                        Ordering::Equal if value < e.value => false,
+                        _ => {
+                            return Err(DecodeError::Invalid(format!(
+                                "postings offset table not sorted: ({:?}, {:?}) after ({:?}, {:?})",
+                                text(e.name),
+                                text(e.value),
+                                text(name),
+                                text(value)
+                            )));
+                        }
+                    },
+                };
+                if new_name {
+                    positions.extend(pending.take());
+                    in_name = 0;
                 }
-                Some(p) if p >= (e.name, e.value) => {
-                    return Err(DecodeError::Invalid(format!(
-                        "postings offset table not sorted: ({:?}, {:?}) after ({:?}, {:?})",
-                        e.name, e.value, p.0, p.1
-                    )));
+                prev = Some((e.name, e.value));
+                let pos = u32::try_from(position)
+                    .map_err(|_| DecodeError::Invalid("postings offset table over 4 GiB".into()))?;
+                if in_name % POSTINGS_SAMPLE_FACTOR == 0 {
+                    positions.push(pos);
+                    pending = None;
+                } else {
+                    pending = Some(pos);
                 }
-                _ => {}
-            }
-            if prev.is_none_or(|p| p.0 != e.name) {
-                positions.extend(pending.take());
-                in_name = 0;
-            }
-            prev = Some((e.name, e.value));
-            let pos = u32::try_from(e.position)
-                .map_err(|_| DecodeError::Invalid("postings offset table over 4 GiB".into()))?;
-            if in_name % POSTINGS_SAMPLE_FACTOR == 0 {
-                positions.push(pos);
-                pending = None;
-            } else {
-                pending = Some(pos);
-            }
-            in_name += 1;
-            Ok(ControlFlow::Continue(()))
-        })?;
+                in_name += 1;
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
         positions.extend(pending);
         Self::with_samples(content, &positions)
     }

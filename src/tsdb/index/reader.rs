@@ -88,6 +88,8 @@ impl IndexReader {
 
     /// Opens with the [`Sampling`] that [`Self::sampling`] gave for the same index, if any.
     /// Sampling that does not fit the tables is a corruption error of the table concerned.
+    /// With a sampling, the two tables' CRCs are not checked again: the caller vouches that
+    /// their bytes are covered by a check of its own (the index header's CRC).
     pub fn open_sampled(source: Arc<dyn ReadAt>, sampling: Option<Sampling>) -> Result<Self> {
         let name = source.name().to_string();
         let len = source.len();
@@ -154,14 +156,22 @@ impl IndexReader {
             toc,
             toc_start,
         };
-        let sym = file.read_framed(Section::Symbols, toc.symbols)?;
+        // A sampling was taken by opening these tables once with their CRCs checked, and comes
+        // from an index header whose own CRC covers the same bytes since (`index_header`):
+        // checking the sections' CRCs again would read the tables a second time for nothing.
+        let check = if sampling.is_some() {
+            FrameCheck::Covered
+        } else {
+            FrameCheck::Crc
+        };
+        let sym = file.read_frame(Section::Symbols, toc.symbols, check)?;
         let (sym_samples, pot_samples) = sampling.map(|s| (s.symbols, s.postings)).unzip();
         let symbols = match sym_samples {
             Some(samples) => Symbols::with_samples(sym, toc.symbols + 4, version, samples),
             None => Symbols::new(sym, toc.symbols + 4, version),
         }
         .map_err(|(o, e)| file.corrupt(Section::Symbols, o, e))?;
-        let pot = file.read_framed(Section::PostingsOffsetTable, toc.postings_table)?;
+        let pot = file.read_frame(Section::PostingsOffsetTable, toc.postings_table, check)?;
         let base = toc.postings_table + 4;
         let pot_err = |(p, e): (usize, DecodeError)| {
             file.corrupt(Section::PostingsOffsetTable, base + p as u64, e)
@@ -718,6 +728,13 @@ struct File {
     toc_start: u64,
 }
 
+/// Whether reading a frame checks its CRC, or its bytes are covered by a check done already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameCheck {
+    Crc,
+    Covered,
+}
+
 impl File {
     fn corrupt(&self, section: Section, offset: u64, e: DecodeError) -> TsdbError {
         TsdbError::corrupt(&self.name, section, offset, e)
@@ -733,6 +750,11 @@ impl File {
     /// Reads a `len | content | CRC` section at `off`, bounded by the next section, and
     /// returns the verified content.
     fn read_framed(&self, section: Section, off: u64) -> Result<Bytes> {
+        self.read_frame(section, off, FrameCheck::Crc)
+    }
+
+    /// The content of the `len | content | CRC` frame at `off`, its bounds always checked.
+    fn read_frame(&self, section: Section, off: u64, check: FrameCheck) -> Result<Bytes> {
         let end = self.toc.section_end(off, self.toc_start);
         if end < off + 8 {
             return Err(self.corrupt(
@@ -755,7 +777,9 @@ impl File {
             ));
         }
         let all = self.read(section, off..off + 8 + len)?;
-        decode_frame(&all).map_err(|e| self.corrupt(section, off, e))?;
+        if check == FrameCheck::Crc {
+            decode_frame(&all).map_err(|e| self.corrupt(section, off, e))?;
+        }
         Ok(all.slice(4..4 + len as usize))
     }
 }

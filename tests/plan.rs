@@ -451,7 +451,7 @@ fn text_markdown_and_svg_reports() {
         .unwrap();
     let parsed = stele::model::size::parse_size(value);
     assert!(
-        parsed.is_ok_and(|n| n > 0),
+        parsed.as_ref().is_ok_and(|&n| n > 0),
         "{flag}{value} does not parse: {parsed:?}"
     );
     let svg = std::fs::read_to_string(&svg).unwrap();

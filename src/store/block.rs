@@ -21,7 +21,7 @@ use super::{QueryCtx, StoreError};
 use crate::block::{matchers_key, matches_filters, PostingsKey, PostingsPlan};
 use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
-use crate::objstore::{BucketFile, FetchCounters};
+use crate::objstore::{BucketFile, FetchCounters, LocalBucket};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
 use crate::tsdb::encoding::{read_uvarint, uvarint_len};
 use crate::tsdb::index::{decode_postings_bitmap, ChunkMeta, IndexReader, SeriesEntryRefs};
@@ -176,8 +176,8 @@ pub struct BlockIo {
     pub index_counters: Arc<FetchCounters>,
     pub chunk_counters: Arc<FetchCounters>,
     pub headers: Arc<HeaderCounters>,
-    /// The directory of a local file system bucket (see [`BucketFile::with_local_reads`]).
-    pub local_bucket: Option<PathBuf>,
+    /// A local file system bucket (see [`BucketFile::with_local_reads`]).
+    pub local_bucket: Option<Arc<LocalBucket>>,
 }
 
 impl BlockIo {
@@ -191,7 +191,7 @@ impl BlockIo {
             index_counters: Arc::default(),
             chunk_counters: Arc::default(),
             headers: Arc::default(),
-            local_bucket: Some(dir.to_path_buf()),
+            local_bucket: Some(Arc::new(LocalBucket::new(dir.to_path_buf()))),
         })
     }
 }
@@ -233,7 +233,7 @@ impl BucketBlock {
                     io.runtime.clone(),
                     counters.clone(),
                 )
-                .with_local_reads(io.local_bucket.as_deref()),
+                .with_local_reads(io.local_bucket.as_ref()),
             )
         };
         let missing = |what: &str| {

@@ -37,7 +37,7 @@ pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
 use crate::bucket::discover::{block_files, discover, BlockFilters};
 use crate::cache::Cache;
 use crate::model::Labels;
-use crate::objstore::FetchCounters;
+use crate::objstore::{FetchCounters, LocalBucket};
 use crate::tsdb::TsdbError;
 
 #[derive(Debug, Error)]
@@ -402,6 +402,8 @@ pub struct BucketStore {
     /// What was fetched from the bucket for index files, and for chunk segments.
     pub fetched_index: Arc<FetchCounters>,
     pub fetched_chunks: Arc<FetchCounters>,
+    /// The bucket's files, read in place, when it is a local directory.
+    local_bucket: Option<Arc<LocalBucket>>,
     pub counters: StoreCounters,
     pub cache: Arc<Cache>,
     pub chunk_cache: Option<Arc<Cache>>,
@@ -432,8 +434,13 @@ impl BucketStore {
         let header_permits = Arc::new(tokio::sync::Semaphore::new(
             config.block_sync_concurrency.max(1),
         ));
+        let local_bucket = config
+            .local_bucket
+            .clone()
+            .map(|dir| Arc::new(LocalBucket::new(dir)));
         BucketStore {
             bucket,
+            local_bucket,
             config,
             runtime,
             blocks: RwLock::new(BTreeMap::new()),
@@ -640,7 +647,7 @@ impl BucketStore {
             index_counters: self.fetched_index.clone(),
             chunk_counters: self.fetched_chunks.clone(),
             headers: self.headers.clone(),
-            local_bucket: self.config.local_bucket.clone(),
+            local_bucket: self.local_bucket.clone(),
         };
         BucketBlock::open(
             meta,

@@ -119,6 +119,13 @@ fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
     Ok(regions)
 }
 
+/// Bytes of a header file before its region bytes: the prefix, the region table and the
+/// sampling.
+fn head_len(regions: &[(u64, Bytes)], sampling: &Sampling) -> usize {
+    let samples = sampling.symbols.len() + sampling.postings.len();
+    PREFIX_LEN + 16 * regions.len() + 8 + 4 * samples
+}
+
 /// Writes a header file (temp file, rename) without an fsync: a header torn by a crash
 /// fails its CRC at the next load and is rebuilt, which costs less than an fsync per block
 /// on every cold start.
@@ -140,8 +147,7 @@ pub struct IndexHeader {
 impl IndexHeader {
     fn new(index_len: u64, regions: Vec<(u64, Bytes)>, sampling: Sampling) -> Self {
         let data: usize = regions.iter().map(|r| r.1.len()).sum();
-        let samples = sampling.symbols.len() + sampling.postings.len();
-        let size = (PREFIX_LEN + 16 * regions.len() + 8 + 4 * samples + data + 4) as u64;
+        let size = (head_len(&regions, &sampling) + data + 4) as u64;
         IndexHeader {
             index_len,
             regions,
@@ -160,7 +166,7 @@ impl IndexHeader {
     /// Writes the header file's bytes (layout in the module docs) to `out`, computing the CRC
     /// on the way, so the regions are never copied into one buffer first.
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let mut prefix = Vec::with_capacity(self.size as usize - self.data_len() - 4);
+        let mut prefix = Vec::with_capacity(head_len(&self.regions, &self.sampling));
         prefix.extend_from_slice(&MAGIC.to_be_bytes());
         prefix.push(FORMAT_VERSION);
         prefix.extend_from_slice(&self.index_len.to_be_bytes());
@@ -182,10 +188,6 @@ impl IndexHeader {
             crc = crc32c_append(crc, b);
         }
         out.write_all(&crc.to_be_bytes())
-    }
-
-    fn data_len(&self) -> usize {
-        self.regions.iter().map(|r| r.1.len()).sum()
     }
 
     fn parse(map: Bytes) -> Result<Self, DecodeError> {
@@ -389,12 +391,13 @@ pub fn open_or_build(dir: &Path, remote: Arc<dyn ReadAt>) -> Result<(HeaderedInd
 }
 
 /// Makes sure `dir/index-header` is a valid header for `remote`, building and writing it if
-/// not, without opening the index. Returns the header's size and whether it was (re)built.
-pub fn ensure(dir: &Path, remote: &dyn ReadAt) -> Result<(u64, bool)> {
+/// not, without opening the index. Returns whether it was (re)built and its size, like
+/// [`open_index`].
+pub fn ensure(dir: &Path, remote: &dyn ReadAt) -> Result<(bool, u64)> {
     if let Some(h) = load_valid(dir, remote.len()) {
-        return Ok((h.size(), false));
+        return Ok((false, h.size()));
     }
-    Ok((build_and_write(dir, remote)?.0, true))
+    Ok((true, build_and_write(dir, remote)?.0))
 }
 
 /// Builds the header of `remote` and writes it under `dir`; returns its size and path.

@@ -51,10 +51,6 @@ impl LocalBucket {
         }
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
     /// The slot of the file at `path`.
     fn slot(&self, path: &std::path::Path) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -80,9 +76,9 @@ impl LocalBucket {
         Ok(f)
     }
 
-    /// Closes the file at `path` if it is open.
-    fn forget(&self, path: &std::path::Path) {
-        let mut held = self.open[self.slot(path)].lock();
+    /// Closes the file at `path` (whose slot is `slot`) if it is open.
+    fn forget(&self, path: &std::path::Path, slot: usize) {
+        let mut held = self.open[slot].lock();
         if held.as_ref().is_some_and(|(p, _)| p == path) {
             *held = None;
         }
@@ -211,7 +207,7 @@ impl BucketFile {
 impl Drop for BucketFile {
     fn drop(&mut self) {
         if let Some(file) = &self.local {
-            file.bucket.forget(&file.path);
+            file.bucket.forget(&file.path, file.slot);
         }
     }
 }

@@ -77,25 +77,10 @@ impl LazyIndex {
         }
         let started = Instant::now();
         let opened = index_header::open_index(&self.dir, self.remote.clone());
-        let c = &self.counters;
-        c.load_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match opened {
-            Ok((index, built, size)) => {
-                c.loads.fetch_add(1, Ordering::Relaxed);
-                if built {
-                    c.built.fetch_add(1, Ordering::Relaxed);
-                }
-                self.header_size.store(size, Ordering::Relaxed);
-                let index = Arc::new(index);
-                *open = Some(index.clone());
-                Ok(index)
-            }
-            Err(e) => {
-                c.load_failures.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        let index = Arc::new(self.account(started, opened)?);
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        *open = Some(index.clone());
+        Ok(index)
     }
 
     /// Makes sure a valid header is on disk without opening the index: a header already there
@@ -109,16 +94,26 @@ impl LazyIndex {
         }
         let started = Instant::now();
         let ensured = index_header::ensure(&self.dir, self.remote.as_ref());
+        self.account(started, ensured.map(|(built, size)| ((), built, size)))
+    }
+
+    /// Counts an opening or header build that began at `started` (its time, whether it built
+    /// the header, its failure) and records the header's size; returns what it produced.
+    fn account<T>(
+        &self,
+        started: Instant,
+        outcome: Result<(T, bool, u64), TsdbError>,
+    ) -> Result<T, TsdbError> {
         let c = &self.counters;
         c.load_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match ensured {
-            Ok((size, built)) => {
+        match outcome {
+            Ok((made, built, size)) => {
                 if built {
                     c.built.fetch_add(1, Ordering::Relaxed);
                 }
                 self.header_size.store(size, Ordering::Relaxed);
-                Ok(())
+                Ok(made)
             }
             Err(e) => {
                 c.load_failures.fetch_add(1, Ordering::Relaxed);

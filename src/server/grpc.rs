@@ -9,14 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{self, BoxStream, StreamExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::registry::Unit;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
-use tokio_stream::adapters::Chain;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -33,13 +32,18 @@ use crate::tsdb::chunks::ChunkEncoding;
 
 /// Thanos allows messages up to 2^31-1 bytes on both ends.
 pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
-/// Frames buffered between the query thread and the client.
-const STREAM_BUFFER: usize = 32;
 /// Frames a Series reply gathers before it starts. A reply this small (a few series and the
 /// hints) reaches the client in two writes, headers and frames then trailers, instead of a
-/// write and a wake-up of the client per frame. Kept small: these frames are held on top of
-/// the channel's.
+/// write and a wake-up of the client per frame.
 const HEAD_FRAMES: usize = 8;
+/// After the head, frames go to the client in groups of this many, or fewer once they carry
+/// [`BYTES_PER_SEND`] of chunk data: one channel send and one wake-up of the async side per
+/// group rather than per frame, which for a reply of 100k series was a fifth of its CPU time.
+const FRAMES_PER_SEND: usize = 64;
+const BYTES_PER_SEND: usize = 256 << 10;
+/// Groups buffered between the query thread and the client: with the head, at most
+/// `HEAD_FRAMES + (STREAM_BUFFER + 1) * FRAMES_PER_SEND` frames of a reply are in flight.
+const STREAM_BUFFER: usize = 4;
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -383,18 +387,20 @@ fn info_response(component: Component, i: &StoreInfo) -> info::InfoResponse {
 type ReplyFrame = Result<thanos::SeriesResponse, Status>;
 
 /// The query thread's end of a Series reply: the first [`HEAD_FRAMES`] frames are handed
-/// over together (all of them when the query ends sooner), the rest go through the bounded
-/// channel as they come.
+/// over together (all of them when the query ends sooner) and start the reply, the rest go
+/// through the bounded channel in groups.
 struct ReplySender {
-    head: Vec<ReplyFrame>,
+    group: Vec<ReplyFrame>,
+    group_bytes: usize,
     start: Option<oneshot::Sender<Vec<ReplyFrame>>>,
-    rest: mpsc::Sender<ReplyFrame>,
+    rest: mpsc::Sender<Vec<ReplyFrame>>,
 }
 
 impl ReplySender {
-    fn new(start: oneshot::Sender<Vec<ReplyFrame>>, rest: mpsc::Sender<ReplyFrame>) -> Self {
+    fn new(start: oneshot::Sender<Vec<ReplyFrame>>, rest: mpsc::Sender<Vec<ReplyFrame>>) -> Self {
         ReplySender {
-            head: Vec::new(),
+            group: Vec::new(),
+            group_bytes: 0,
             start: Some(start),
             rest,
         }
@@ -402,24 +408,61 @@ impl ReplySender {
 
     /// False once the client has gone away.
     fn send(&mut self, frame: ReplyFrame) -> bool {
-        let Some(start) = self.start.take() else {
-            return self.rest.blocking_send(frame).is_ok();
+        self.group_bytes += chunk_bytes(&frame);
+        self.group.push(frame);
+        let size = if self.start.is_some() {
+            HEAD_FRAMES
+        } else {
+            FRAMES_PER_SEND
         };
-        self.head.push(frame);
-        if self.head.len() < HEAD_FRAMES {
-            self.start = Some(start);
+        if self.group.len() < size && self.group_bytes < BYTES_PER_SEND {
             return true;
         }
-        start.send(std::mem::take(&mut self.head)).is_ok()
+        let group = std::mem::take(&mut self.group);
+        self.group_bytes = 0;
+        match self.start.take() {
+            Some(start) => start.send(group).is_ok(),
+            None => self.rest.blocking_send(group).is_ok(),
+        }
     }
 
-    /// Ends the reply. The channel closes first, so a reply that is all head is complete
-    /// when it starts.
+    /// Ends the reply. A reply that is all head closes the channel before it starts, so it
+    /// is complete when it starts.
     fn finish(self) {
-        drop(self.rest);
-        if let Some(start) = self.start {
-            let _ = start.send(self.head);
+        let ReplySender {
+            group, start, rest, ..
+        } = self;
+        match start {
+            Some(start) => {
+                drop(rest);
+                let _ = start.send(group);
+            }
+            None if !group.is_empty() => {
+                let _ = rest.blocking_send(group);
+            }
+            None => {}
         }
+    }
+}
+
+/// The chunk data a frame carries, which is what makes frames large.
+fn chunk_bytes(frame: &ReplyFrame) -> usize {
+    use thanos::series_response::Result as Frame;
+    let series = |s: &thanos::Series| -> usize {
+        s.chunks
+            .iter()
+            .filter_map(|c| c.raw.as_ref())
+            .map(|raw| raw.data.len())
+            .sum()
+    };
+    match frame {
+        Ok(thanos::SeriesResponse {
+            result: Some(Frame::Series(s)),
+        }) => series(s),
+        Ok(thanos::SeriesResponse {
+            result: Some(Frame::Batch(b)),
+        }) => b.series.iter().map(series).sum(),
+        _ => 0,
     }
 }
 
@@ -480,8 +523,7 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
         }))
     }
 
-    type SeriesStream =
-        Chain<tokio_stream::Iter<std::vec::IntoIter<ReplyFrame>>, ReceiverStream<ReplyFrame>>;
+    type SeriesStream = BoxStream<'static, ReplyFrame>;
 
     async fn series(
         &self,
@@ -567,9 +609,8 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
         let head = head
             .await
             .map_err(|_| Status::internal("query task failed"))?;
-        Ok(Response::new(
-            tokio_stream::iter(head).chain(ReceiverStream::new(rx)),
-        ))
+        let rest = ReceiverStream::new(rx).flat_map(stream::iter);
+        Ok(Response::new(stream::iter(head).chain(rest).boxed()))
     }
 
     async fn label_names(

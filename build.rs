@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".thanos.Chunk.data")
         // Chunks read from Prometheus pass through to the client without a copy.
         .bytes(".prometheus.Chunk.data")
+        // A label on the wire is the model's `Label` (src/proto/label.rs): no copy either.
+        .extern_path(".thanos.Label", "crate::model::Label")
         .compile_protos(
             &[
                 "proto/thanos/rpc.proto",

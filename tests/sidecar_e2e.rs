@@ -211,7 +211,7 @@ fn assert_bucket_holds(s3: &S3Server, tsdb: &Path, ids: &[String]) {
         assert_eq!(thanos.downsample.resolution, 0);
         let labels: BTreeMap<String, String> = external_labels()
             .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
+            .map(|l| (l.name.to_string(), l.value.to_string()))
             .collect();
         assert_eq!(thanos.labels, labels);
         let listed: Vec<(String, Option<u64>)> = thanos

@@ -4,15 +4,19 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use compact_str::CompactString;
+
 use super::format::quote;
 
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Names and values up to 24 bytes, nearly all of them, are held inline: resolving a series'
+/// labels from a block allocates no string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
-    pub name: String,
-    pub value: String,
+    pub name: CompactString,
+    pub value: CompactString,
 }
 
 /// A set of labels sorted by name, names unique.
@@ -22,7 +26,7 @@ pub struct Labels(Vec<Label>);
 impl Labels {
     /// Builds a set from pairs in any order; on duplicate names the last one wins. Empty
     /// values are dropped, as in Prometheus a label with an empty value does not exist.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+    pub fn from_pairs<N: Into<CompactString>, V: Into<CompactString>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
         let mut labels: Vec<Label> = pairs
@@ -83,10 +87,10 @@ impl Labels {
 
     /// Adds labels that are not already set (the series' own labels win, as in Thanos).
     pub fn merge_missing<'a>(&self, extra: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels {
-        let mut pairs: Vec<(String, String)> = extra
+        let mut pairs: Vec<(CompactString, CompactString)> = extra
             .into_iter()
             .filter(|(n, _)| self.get(n).is_none())
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| (n.into(), v.into()))
             .collect();
         pairs.extend(self.0.iter().map(|l| (l.name.clone(), l.value.clone())));
         Labels::from_pairs(pairs)

@@ -4,9 +4,12 @@
 
 #![allow(clippy::all, missing_docs)]
 
+mod label;
+
 /// Package `thanos`: the Store service and its messages.
 pub mod thanos {
     tonic::include_proto!("thanos");
+    pub use crate::model::Label;
 
     /// Package `thanos.info`.
     pub mod info {

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ServerError, Shutdown};
 use crate::metrics::{latency_histograms, LatencyHistograms, Metrics, MetricsError};
-use crate::model::{Label, Labels, MatchKind, Matcher};
+use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
 use crate::proto::thanos::{self, info};
 use crate::store::{
@@ -203,26 +203,15 @@ fn partial_response(disabled: bool, strategy: i32) -> bool {
     !disabled && strategy != thanos::PartialResponseStrategy::Abort as i32
 }
 
+/// `thanos.Label` is the model's `Label` (see `proto::label`).
 fn labels_to_proto(l: &Labels) -> Vec<thanos::Label> {
-    l.iter().cloned().map(label_to_proto).collect()
-}
-
-fn label_to_proto(l: Label) -> thanos::Label {
-    thanos::Label {
-        name: l.name,
-        value: l.value,
-    }
+    l.iter().cloned().collect()
 }
 
 fn series_to_proto(s: SeriesOut) -> thanos::Series {
     thanos::Series {
-        // Moved, not cloned: a reply's labels are most of its allocations.
-        labels: s
-            .labels
-            .into_vec()
-            .into_iter()
-            .map(label_to_proto)
-            .collect(),
+        // Moved, not copied: the labels go on the wire as resolved.
+        labels: s.labels.into_vec(),
         chunks: s
             .chunks
             .into_iter()

@@ -347,7 +347,7 @@ fn with_thanos_section(mut meta: BlockMeta, labels: &Labels, files: Vec<FileMeta
     let mut thanos = meta.thanos.take().unwrap_or_default();
     thanos.labels = labels
         .iter()
-        .map(|l| (l.name.clone(), l.value.clone()))
+        .map(|l| (l.name.to_string(), l.value.to_string()))
         .collect();
     thanos.downsample.resolution = 0;
     thanos.source = "sidecar".into();

@@ -248,7 +248,7 @@ fn without(labels: &Labels, names: &[String]) -> Labels {
     Labels::from_pairs(
         labels
             .iter()
-            .filter(|l| !names.contains(&l.name))
+            .filter(|l| !names.iter().any(|n| *n == l.name))
             .map(|l| (l.name.as_str(), l.value.as_str())),
     )
 }
@@ -343,7 +343,7 @@ impl StoreEngine for PrometheusStore {
             .block_on(self.client.label_names(&matchers, q.min_time, q.max_time))?;
         // Every series carries the external labels, so a request that found any has them.
         if !names.is_empty() || matchers.is_empty() {
-            names.extend(ext.iter().map(|l| l.name.clone()));
+            names.extend(ext.iter().map(|l| l.name.to_string()));
         }
         Ok((finish_strings(names, q), warnings))
     }

@@ -748,7 +748,7 @@ impl BucketBlock {
     /// Label names of the block (external ones included), sorted.
     pub fn label_names(&self) -> Result<Vec<String>> {
         let mut names = self.index.get()?.label_names()?;
-        names.extend(self.ext_labels.iter().map(|l| l.name.clone()));
+        names.extend(self.ext_labels.iter().map(|l| l.name.to_string()));
         names.sort();
         names.dedup();
         Ok(names)

@@ -59,7 +59,11 @@ impl BlockCursor {
         q: &SeriesQuery,
     ) -> Result<Self, StoreError> {
         let whole = block.own_labels_rewritten(&q.without_replica_labels)?;
-        let ext_names = block.ext_labels.iter().map(|l| l.name.clone()).collect();
+        let ext_names = block
+            .ext_labels
+            .iter()
+            .map(|l| l.name.to_string())
+            .collect();
         Ok(BlockCursor {
             block,
             refs: postings.refs,
@@ -187,7 +191,7 @@ impl HeldBack {
     /// Whether the own labels (those that are not external) of `later` start with all the
     /// own labels of `earlier`.
     fn extends(&self, later: &Labels, earlier: &Labels) -> bool {
-        let own = |l: &&crate::model::labels::Label| !self.ext_names.contains(&l.name);
+        let own = |l: &&crate::model::labels::Label| !self.ext_names.iter().any(|n| *n == l.name);
         let mut later = later.iter().filter(own);
         earlier.iter().filter(own).all(|e| later.next() == Some(e))
     }
@@ -199,11 +203,11 @@ fn drop_replica_labels(series: &mut [BlockSeries], names: &[String]) {
         return;
     }
     for s in series {
-        if s.labels.iter().any(|l| names.contains(&l.name)) {
+        if s.labels.iter().any(|l| names.iter().any(|n| *n == l.name)) {
             s.labels = Labels::from_pairs(
                 s.labels
                     .iter()
-                    .filter(|l| !names.contains(&l.name))
+                    .filter(|l| !names.iter().any(|n| *n == l.name))
                     .map(|l| (l.name.as_str(), l.value.as_str())),
             );
         }
@@ -338,7 +342,7 @@ mod tests {
     /// `own` sorted and unique, as a block's series come; returns what `HeldBack` releases.
     fn through_held_back(own: &[Labels], ext: &Labels) -> Vec<Labels> {
         let mut held = HeldBack {
-            ext_names: ext.iter().map(|l| l.name.clone()).collect(),
+            ext_names: ext.iter().map(|l| l.name.to_string()).collect(),
             series: Vec::new(),
         };
         let mut ready = VecDeque::new();

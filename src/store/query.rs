@@ -64,7 +64,7 @@ impl ShardSpec {
         }
         let mut buf = Vec::with_capacity(256);
         for l in labels.iter() {
-            let listed = self.labels.iter().any(|n| n == &l.name);
+            let listed = self.labels.iter().any(|n| *n == l.name);
             let take = if self.by {
                 listed
             } else {
@@ -291,7 +291,7 @@ impl BucketStore {
             Some(series) => {
                 let mut names: Vec<String> = series
                     .iter()
-                    .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+                    .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
                     .collect();
                 names.sort();
                 names.dedup();

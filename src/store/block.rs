@@ -538,6 +538,8 @@ impl BucketBlock {
 
         let mut out = Vec::with_capacity(refs.len());
         let mut refs_buf = SeriesEntryRefs::default();
+        let mut resolver = index.label_resolver();
+        let mut own = Vec::new();
         for (&off, entry) in offsets.iter().zip(&entries) {
             index.decode_series_entry_at(off, entry, &mut refs_buf)?;
             ctx.stats.series_touched += 1;
@@ -546,13 +548,13 @@ impl BucketBlock {
             if chunks.is_empty() {
                 continue;
             }
-            let own = index.resolve_labels(off, &refs_buf.labels)?;
+            resolver.resolve(off, &refs_buf.labels, &mut own)?;
             if !matches_filters(filters, own.iter().copied()) {
                 ctx.stats.series_filtered += 1;
                 continue;
             }
             let labels = Labels::from_pairs(
-                own.into_iter().chain(
+                own.iter().copied().chain(
                     self.ext_labels
                         .iter()
                         .map(|l| (l.name.as_str(), l.value.as_str())),

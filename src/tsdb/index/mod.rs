@@ -41,7 +41,7 @@ pub mod writer;
 
 pub use postings::{decode_postings_bitmap, decode_postings_list, encode_postings_list};
 pub use postings_table::{visit_postings_offset_table, PostingsTableEntry};
-pub use reader::{IndexReader, IndexStats, Sampling, Series};
+pub use reader::{IndexReader, IndexStats, LabelResolver, Sampling, Series};
 pub use series::{
     decode_series_entry, decode_series_entry_into, split_series_entry, ChunkMeta, SeriesEntryRefs,
 };

@@ -415,28 +415,23 @@ impl IndexReader {
         Ok(out)
     }
 
-    /// Resolves `(name ref, value ref)` pairs of the series entry at `off` to strings.
-    pub fn resolve_labels<'a>(
-        &'a self,
-        off: u64,
-        refs: &[(u32, u32)],
-    ) -> Result<Vec<(&'a str, &'a str)>> {
-        let resolve = |r| {
-            self.symbols
-                .lookup(r)
-                .map_err(|e| self.corrupt(Section::Series, off, e))
-        };
-        refs.iter()
-            .map(|&(n, v)| Ok((resolve(n)?, resolve(v)?)))
-            .collect()
+    /// A resolver of series entries' label references to strings, for one pass over many
+    /// series.
+    pub fn label_resolver(&self) -> LabelResolver<'_> {
+        LabelResolver {
+            index: self,
+            memo: vec![None; MEMO_SLOTS],
+        }
     }
 
     /// The series at `series_ref` (v2: offset / 16, v1: offset) with labels resolved.
     pub fn series(&self, series_ref: u64) -> Result<Series> {
         let refs = self.series_refs(series_ref)?;
         let off = self.series_offset(series_ref)?;
-        let labels = self
-            .resolve_labels(off, &refs.labels)?
+        let mut labels = Vec::new();
+        self.label_resolver()
+            .resolve(off, &refs.labels, &mut labels)?;
+        let labels = labels
             .into_iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
@@ -579,10 +574,13 @@ impl IndexReader {
     /// series section in bounded windows (for whole-index statistics such as churn).
     pub fn for_each_series(&self, mut f: impl FnMut(&[(&str, &str)], &[ChunkMeta])) -> Result<u64> {
         let mut entry = SeriesEntryRefs::default();
+        let mut resolver = self.label_resolver();
+        let mut labels = Vec::new();
         let mut count = 0;
         self.walk_series(|pos, bytes| {
             self.decode_series_entry_at(pos, bytes, &mut entry)?;
-            f(&self.resolve_labels(pos, &entry.labels)?, &entry.chunks);
+            resolver.resolve(pos, &entry.labels, &mut labels)?;
+            f(&labels, &entry.chunks);
             count += 1;
             Ok(())
         })?;
@@ -831,5 +829,50 @@ impl<'a> Window<'a> {
         }
         let s = (off - self.start) as usize;
         Ok(self.buf.slice(s..s + n as usize))
+    }
+}
+
+/// Slots of a [`LabelResolver`]'s memo.
+const MEMO_SLOTS: usize = 256;
+
+/// Resolves label references with a memo of the symbols it resolved recently, one slot per
+/// reference hash: the series of one request share their label names and many of their
+/// values, and resolving a reference otherwise decodes up to 31 strings of the table.
+pub struct LabelResolver<'a> {
+    index: &'a IndexReader,
+    memo: Vec<Option<(u32, &'a str)>>,
+}
+
+impl<'a> LabelResolver<'a> {
+    /// Replaces `out` with the `(name, value)` strings of the `(name ref, value ref)` pairs
+    /// of the series entry at `off`.
+    pub fn resolve(
+        &mut self,
+        off: u64,
+        refs: &[(u32, u32)],
+        out: &mut Vec<(&'a str, &'a str)>,
+    ) -> Result<()> {
+        out.clear();
+        for &(name, value) in refs {
+            out.push((self.symbol(off, name)?, self.symbol(off, value)?));
+        }
+        Ok(())
+    }
+
+    fn symbol(&mut self, off: u64, r: u32) -> Result<&'a str> {
+        // Fibonacci hashing: the top 8 bits of the product pick one of the 256 slots.
+        let slot = &mut self.memo[(r.wrapping_mul(0x9E37_79B9) >> 24) as usize];
+        if let Some((key, s)) = *slot {
+            if key == r {
+                return Ok(s);
+            }
+        }
+        let index = self.index;
+        let s = index
+            .symbols
+            .lookup(r)
+            .map_err(|e| index.corrupt(Section::Series, off, e))?;
+        *slot = Some((r, s));
+        Ok(s)
     }
 }

@@ -139,6 +139,35 @@ fn round_trip_many_series() {
     assert_eq!(r.label_values("shard").unwrap().len(), 3000);
 }
 
+/// One resolver over many series (far more symbols than memo slots, so slots are shared
+/// and overwritten) gives every series its own labels, in any order.
+#[test]
+fn label_resolver_memo_never_mixes_symbols() {
+    let (b, want) = build(&many_series());
+    let r = open(&b).unwrap();
+    assert!(r.symbol_count() > 3 * 256);
+    let mut resolver = r.label_resolver();
+    let mut labels = Vec::new();
+    let forward = want.iter();
+    let backward = want.iter().rev().step_by(7);
+    for (sref, expected, _) in forward.chain(backward) {
+        let entry = r.series_refs(*sref).unwrap();
+        let off = sref * 16;
+        resolver.resolve(off, &entry.labels, &mut labels).unwrap();
+        let got: Vec<(String, String)> = labels
+            .iter()
+            .map(|&(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(&got, expected, "series {sref}");
+    }
+    // A reference past the table is an error even where its slot holds a symbol.
+    let past = r.symbol_count();
+    assert!(resolver
+        .resolve(0, &[(0, 0), (past, 0)], &mut labels)
+        .is_err());
+    assert!(resolver.resolve(0, &[(u32::MAX, 0)], &mut labels).is_err());
+}
+
 #[test]
 fn round_trip_through_a_file() {
     let (b, want) = build(&many_series()[..200]);

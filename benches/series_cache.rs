@@ -8,6 +8,11 @@
 //! - `series_cache/warm/{dense,sparse}`: `BucketBlock::series` from the warm cache, series/s,
 //!   for 64k consecutive refs and for every 16th ref of 1M (labels resolved, chunks selected:
 //!   the whole of `series()`).
+//! - `series_reply/{120k,15k,120k_skip_chunks}`: whole `BucketStore::series` requests on that
+//!   block, warm, every frame converted and encoded as the gRPC reply carries it, series/s:
+//!   postings, the cursor and merge, label resolution, chunk reads and response encoding (all
+//!   of a Series request but the transport). The selectors are those of the default
+//!   workload's large requests, over the whole block.
 //!
 //! The block is only read. Run (after `stele gen --profile medium` made the data):
 //! `cargo bench --bench series_cache`, or with `STELE_BENCH_BLOCK=<block dir>` for another
@@ -20,9 +25,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use prost::Message;
 use stele::bucket::discover::BlockFilters;
 use stele::cache::{Cache, ItemKind};
-use stele::store::{BucketBlock, BucketStore, Limits, StoreConfig};
+use stele::model::parse_selector;
+use stele::proto::thanos::{series_response, SeriesResponse};
+use stele::server::grpc::series_to_proto;
+use stele::store::{BucketBlock, BucketStore, Limits, SeriesEvent, SeriesQuery, StoreConfig};
 
 /// Heap bytes allocated and not freed, over the whole process.
 struct Counting;
@@ -123,6 +132,27 @@ fn read(f: &Fixture, refs: &[u64]) -> usize {
         .sum()
 }
 
+/// One Series request answered whole, each frame encoded into `buf` as tonic would; returns
+/// the series and the reply's bytes.
+fn reply(f: &Fixture, q: &SeriesQuery, buf: &mut Vec<u8>) -> (u64, usize) {
+    let (mut series, mut bytes) = (0, 0);
+    f.store
+        .series(q, &mut |event| {
+            if let SeriesEvent::Series(s) = event {
+                let frame = SeriesResponse {
+                    result: Some(series_response::Result::Series(series_to_proto(s))),
+                };
+                buf.clear();
+                frame.encode(buf).unwrap();
+                series += 1;
+                bytes += buf.len();
+            }
+            true
+        })
+        .unwrap();
+    (series, bytes)
+}
+
 fn fill_and_report(f: &Fixture) {
     let cache = &f.cache;
     let heap_before = HEAP.load(Ordering::Relaxed);
@@ -191,6 +221,39 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(refs.len() as u64));
         g.bench_with_input(BenchmarkId::new("warm", name), refs, |b, refs| {
             b.iter(|| assert_eq!(read(&f, refs), refs.len()))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("series_reply");
+    let requests = [
+        ("120k", r#"http_requests_total{code!="200"}"#, false),
+        (
+            "15k",
+            r#"kube_pod_status_phase{phase!~"Running|Pending"}"#,
+            false,
+        ),
+        (
+            "120k_skip_chunks",
+            r#"http_requests_total{code!="200"}"#,
+            true,
+        ),
+    ];
+    let mut buf = Vec::new();
+    for (name, selector, skip_chunks) in requests {
+        let q = SeriesQuery {
+            min_time: f.block.meta.min_time,
+            max_time: f.block.meta.max_time,
+            matchers: parse_selector(selector).unwrap(),
+            skip_chunks,
+            ..Default::default()
+        };
+        let (series, bytes) = reply(&f, &q, &mut buf);
+        assert!(series > 0, "{selector} matches series of the block");
+        println!("series_reply/{name}: {series} series, {bytes} bytes of frames");
+        g.throughput(Throughput::Elements(series));
+        g.bench_function(name, |b| {
+            b.iter(|| assert_eq!(reply(&f, &q, &mut buf).0, series))
         });
     }
     g.finish();

@@ -208,7 +208,8 @@ fn labels_to_proto(l: &Labels) -> Vec<thanos::Label> {
     l.iter().cloned().collect()
 }
 
-fn series_to_proto(s: SeriesOut) -> thanos::Series {
+/// One series of a Series reply as its wire message.
+pub fn series_to_proto(s: SeriesOut) -> thanos::Series {
     thanos::Series {
         // Moved, not copied: the labels go on the wire as resolved.
         labels: s.labels.into_vec(),

@@ -41,8 +41,8 @@ const HEAD_FRAMES: usize = 8;
 /// group rather than per frame, which for a reply of 100k series was a fifth of its CPU time.
 const FRAMES_PER_SEND: usize = 64;
 const BYTES_PER_SEND: usize = 256 << 10;
-/// Groups buffered between the query thread and the client: with the head, at most
-/// `HEAD_FRAMES + (STREAM_BUFFER + 1) * FRAMES_PER_SEND` frames of a reply are in flight.
+/// Groups buffered between the query thread and the client. A reply has these in flight, plus
+/// the group the query thread is sending and the one being written to the client.
 const STREAM_BUFFER: usize = 4;
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 

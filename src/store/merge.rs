@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use ulid::Ulid;
 
 use super::block::{BlockPostings, BlockSeries, BucketBlock, WantedChunk};
@@ -59,11 +60,7 @@ impl BlockCursor {
         q: &SeriesQuery,
     ) -> Result<Self, StoreError> {
         let whole = block.own_labels_rewritten(&q.without_replica_labels)?;
-        let ext_names = block
-            .ext_labels
-            .iter()
-            .map(|l| l.name.to_string())
-            .collect();
+        let ext_names = block.ext_labels.iter().map(|l| l.name.clone()).collect();
         Ok(BlockCursor {
             block,
             refs: postings.refs,
@@ -172,7 +169,7 @@ impl BlockCursor {
 /// released once the latest series read does not extend its own labels: only extensions can
 /// still sort before it, and they come right after it (see the module doc).
 struct HeldBack {
-    ext_names: Vec<String>,
+    ext_names: Vec<CompactString>,
     series: Vec<BlockSeries>,
 }
 
@@ -191,7 +188,7 @@ impl HeldBack {
     /// Whether the own labels (those that are not external) of `later` start with all the
     /// own labels of `earlier`.
     fn extends(&self, later: &Labels, earlier: &Labels) -> bool {
-        let own = |l: &&crate::model::labels::Label| !self.ext_names.iter().any(|n| *n == l.name);
+        let own = |l: &&crate::model::labels::Label| !self.ext_names.contains(&l.name);
         let mut later = later.iter().filter(own);
         earlier.iter().filter(own).all(|e| later.next() == Some(e))
     }
@@ -342,7 +339,7 @@ mod tests {
     /// `own` sorted and unique, as a block's series come; returns what `HeldBack` releases.
     fn through_held_back(own: &[Labels], ext: &Labels) -> Vec<Labels> {
         let mut held = HeldBack {
-            ext_names: ext.iter().map(|l| l.name.to_string()).collect(),
+            ext_names: ext.iter().map(|l| l.name.clone()).collect(),
             series: Vec::new(),
         };
         let mut ready = VecDeque::new();

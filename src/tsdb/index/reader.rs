@@ -428,9 +428,13 @@ impl IndexReader {
     pub fn series(&self, series_ref: u64) -> Result<Series> {
         let refs = self.series_refs(series_ref)?;
         let off = self.series_offset(series_ref)?;
+        // One series: a memo would not be used, so none is allocated.
         let mut labels = Vec::new();
-        self.label_resolver()
-            .resolve(off, &refs.labels, &mut labels)?;
+        LabelResolver {
+            index: self,
+            memo: Vec::new(),
+        }
+        .resolve(off, &refs.labels, &mut labels)?;
         let labels = labels
             .into_iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -840,6 +844,7 @@ const MEMO_SLOTS: usize = 256;
 /// values, and resolving a reference otherwise decodes up to 31 strings of the table.
 pub struct LabelResolver<'a> {
     index: &'a IndexReader,
+    /// [`MEMO_SLOTS`] slots, or none: every reference looked up.
     memo: Vec<Option<(u32, &'a str)>>,
 }
 
@@ -861,8 +866,8 @@ impl<'a> LabelResolver<'a> {
 
     fn symbol(&mut self, off: u64, r: u32) -> Result<&'a str> {
         // Fibonacci hashing: the top 8 bits of the product pick one of the 256 slots.
-        let slot = &mut self.memo[(r.wrapping_mul(0x9E37_79B9) >> 24) as usize];
-        if let Some((key, s)) = *slot {
+        let slot = (r.wrapping_mul(0x9E37_79B9) >> 24) as usize;
+        if let Some(&Some((key, s))) = self.memo.get(slot) {
             if key == r {
                 return Ok(s);
             }
@@ -872,7 +877,9 @@ impl<'a> LabelResolver<'a> {
             .symbols
             .lookup(r)
             .map_err(|e| index.corrupt(Section::Series, off, e))?;
-        *slot = Some((r, s));
+        if let Some(slot) = self.memo.get_mut(slot) {
+            *slot = Some((r, s));
+        }
         Ok(s)
     }
 }

@@ -3,7 +3,7 @@
 //! through `BucketBlock::series` in batches of 2048 refs (as a `BlockCursor` asks) so the cache
 //! holds all of them.
 //! - before the timings, what the cache holds for them is printed: the bytes it accounts for
-//!   and the heap the fill left allocated (a counting allocator), per series, next to the
+//!   and the heap the fill left allocated (jemalloc's count), per series, next to the
 //!   entries' encoded size;
 //! - `series_cache/warm/{dense,sparse}`: `BucketBlock::series` from the warm cache, series/s,
 //!   for 64k consecutive refs and for every 16th ref of 1M (labels resolved, chunks selected:
@@ -18,9 +18,7 @@
 //! `cargo bench --bench series_cache`, or with `STELE_BENCH_BLOCK=<block dir>` for another
 //! block.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,28 +31,12 @@ use stele::proto::thanos::{series_response, SeriesResponse};
 use stele::server::grpc::series_to_proto;
 use stele::store::{BucketBlock, BucketStore, Limits, SeriesEvent, SeriesQuery, StoreConfig};
 
-/// Heap bytes allocated and not freed, over the whole process.
-struct Counting;
-
-static HEAP: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        HEAP.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        HEAP.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
+/// Heap bytes allocated and not freed, over the whole process (jemalloc, stele's allocator,
+/// counts them).
+fn heap() -> i64 {
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    tikv_jemalloc_ctl::stats::allocated::read().unwrap() as i64
 }
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 const BATCH: usize = 2048;
 const DEFAULT_BLOCK: &str = "bench-data/generated/medium/01M6A6FT000009G5NN8CE12QW8";
@@ -155,7 +137,7 @@ fn reply(f: &Fixture, q: &SeriesQuery, buf: &mut Vec<u8>) -> (u64, usize) {
 
 fn fill_and_report(f: &Fixture) {
     let cache = &f.cache;
-    let heap_before = HEAP.load(Ordering::Relaxed);
+    let heap_before = heap();
     let started = Instant::now();
     let mut ctx = f.store.query_ctx();
     for batch in f.refs.chunks(BATCH) {
@@ -165,7 +147,7 @@ fn fill_and_report(f: &Fixture) {
     }
     let encoded = ctx.stats.series_touched_size_sum as f64;
     drop(ctx);
-    let heap = (HEAP.load(Ordering::Relaxed) - heap_before) as f64;
+    let heap = (heap() - heap_before) as f64;
     let s = cache.stats(ItemKind::Series);
     let n = f.refs.len() as f64;
     println!(

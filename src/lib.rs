@@ -11,6 +11,15 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options (`man jemalloc`), read when it starts. Freed pages go back to the system
+/// after a second (not ten) and at once rather than lazily (`MADV_FREE` pages still count in
+/// the RSS), by jemalloc's background threads, so an idle store shrinks too: under 32 clients
+/// the peak RSS was 258 MiB instead of 303 MiB, at the same throughput.
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_OPTIONS: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 pub mod bench;
 pub mod block;
 pub mod bucket;

@@ -647,6 +647,20 @@ mod tests {
         assert!(during >= (64 << 20) as f64, "{during}");
     }
 
+    #[test]
+    fn allocator_runs_with_the_crates_options() {
+        // `JEMALLOC_OPTIONS` in lib.rs, read by jemalloc when it starts.
+        assert!(tikv_jemalloc_ctl::opt::background_thread::read().unwrap());
+        // SAFETY: both are `ssize_t` options, read as such.
+        let (dirty, muzzy) = unsafe {
+            (
+                tikv_jemalloc_ctl::raw::read::<isize>(b"opt.dirty_decay_ms\0").unwrap(),
+                tikv_jemalloc_ctl::raw::read::<isize>(b"opt.muzzy_decay_ms\0").unwrap(),
+            )
+        };
+        assert_eq!((dirty, muzzy), (1000, 0));
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn procfs_parsing() {

@@ -52,6 +52,8 @@ fn bench_small_with_restart_and_prometheus_comparison() {
         "1MB",
         "--probe-runs",
         "3",
+        "--probe-pause",
+        "30ms",
         "--start-runs",
         "2",
         "--compare-prometheus",
@@ -124,7 +126,8 @@ fn bench_small_with_restart_and_prometheus_comparison() {
         );
     }
 
-    // The store process: both starts, both first queries, memory.
+    // The store process: both starts, both first queries (each after the pause), memory.
+    assert_eq!(f(&report["settings"]["probe_pause_ms"]), 30.0);
     let p = &report["process"];
     assert_eq!(u(&p["blocks"]), 3);
     for k in [

@@ -720,7 +720,8 @@ fn index_headers_open_on_use_close_when_idle_and_reopen_after_a_restart() {
     drop(client);
     let data_dir = store.kill();
 
-    // The open set survives a restart (even a kill): those indexes open before any query.
+    // The open set survives a restart (even a kill): those indexes open before the store
+    // reports ready.
     let store = StoreProcess::start_in(&yaml, &[], data_dir);
     let mut client = store.client(&rt);
     call_series(&rt, &mut client, series_request(sel, min, max)).unwrap();
@@ -731,9 +732,11 @@ fn index_headers_open_on_use_close_when_idle_and_reopen_after_a_restart() {
     drop(client);
     let data_dir = store.kill();
     let store = StoreProcess::start_in(&yaml, &[], data_dir);
-    wait_until("the snapshot's block reopens by itself", || {
-        headers_open(&store) == 1.0
-    });
+    assert_eq!(
+        headers_open(&store),
+        1.0,
+        "the snapshot's block is open once ready"
+    );
     assert_eq!(built(&store), 0.0, "headers reused from disk");
     assert_eq!(store.metric("stele_store_index_header_loads_total"), 1.0);
 

@@ -48,6 +48,8 @@ pub struct Settings {
     pub duration_s: Option<f64>,
     pub request_count: Option<u64>,
     pub warmup_rounds: u32,
+    /// Idle time before each probe timed after a start (`--probe-pause`).
+    pub probe_pause_ms: f64,
 }
 
 /// The whole measured phase.
@@ -188,7 +190,8 @@ pub struct ProcessReport {
     pub first_query_warm_restart_ms: Option<f64>,
     pub first_query_warm_restart_runs_ms: Vec<f64>,
     /// Each start's first probe over the median of the probe runs right after it on the
-    /// same process (`--probe-runs`): the median over the starts, then every start's ratio.
+    /// same process (`--probe-runs`), each after the same pause (`--probe-pause`): the median
+    /// over the starts, then every start's ratio.
     pub cold_over_warm: f64,
     pub cold_over_warm_runs: Vec<f64>,
     pub warm_restart_over_warm: Option<f64>,
@@ -407,6 +410,10 @@ pub fn render_text(r: &Report) -> String {
     if let Some(p) = &r.process {
         let _ = writeln!(out, "\nstore process ({} blocks):", p.blocks);
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+        let pauses = match r.settings.probe_pause_ms {
+            p if p > 0.0 => format!(", each after {p:.0} ms idle"),
+            _ => String::new(),
+        };
         let rows = vec![
             vec![
                 "start to ready, empty data dir".into(),
@@ -438,14 +445,14 @@ pub fn render_text(r: &Report) -> String {
             ],
             vec![
                 format!(
-                    "cold first / warm, same process{}",
+                    "cold first / warm, same process{pauses}{}",
                     of_runs(&p.cold_over_warm_runs, "")
                 ),
                 ratio(Some(p.cold_over_warm)),
             ],
             vec![
                 format!(
-                    "warm-restart first / warm, same process{}",
+                    "warm-restart first / warm, same process{pauses}{}",
                     of_runs(&p.warm_restart_over_warm_runs, "")
                 ),
                 ratio(p.warm_restart_over_warm),
@@ -668,6 +675,7 @@ mod tests {
                 duration_s: None,
                 request_count: Some(14),
                 warmup_rounds: 1,
+                probe_pause_ms: 100.0,
             },
             totals: Totals::from_rows(&rows, 2.0),
             requests: rows,

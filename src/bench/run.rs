@@ -72,6 +72,8 @@ pub struct BenchConfig {
     pub probe: Option<String>,
     /// Sequential probe runs whose median is the warm latency.
     pub probe_runs: u32,
+    /// Idle time before each probe timed after a start (see [`first_then_warm`]).
+    pub probe_pause: Duration,
     /// Cold starts and warm restarts timed each (the report gives the medians).
     pub start_runs: u32,
     pub compare: Option<Compare>,
@@ -276,7 +278,9 @@ impl RssSampler {
 
 /// The probe's first latency on a fresh store, then the median of `probe_runs` more on the
 /// same process: a start's first query is compared with warm queries of that same process,
-/// taken right after it, so a busy host weighs on both alike.
+/// taken right after it, so a busy host weighs on both alike. Each one follows the same idle
+/// `probe_pause`, as a first query follows the restart's: idle CPUs take a few milliseconds
+/// of work to get back to speed, which queries sent back to back never see.
 async fn first_then_warm(
     client: &mut StoreClient<Channel>,
     config: &BenchConfig,
@@ -284,9 +288,12 @@ async fn first_then_warm(
     span: (i64, i64),
 ) -> Result<(f64, f64), BenchError> {
     let spec = &config.workload.requests[probe];
+    let pause = || tokio::time::sleep(config.probe_pause);
+    pause().await;
     let first = ms(timed(client, spec, span).await?.latency);
     let mut warm = Vec::new();
     for _ in 0..config.probe_runs.max(1) {
+        pause().await;
         warm.push(ms(timed(client, spec, span).await?.latency));
     }
     Ok((first, median(&warm)))
@@ -619,6 +626,7 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
                 Length::Duration(_) => None,
             },
             warmup_rounds: config.warmup_rounds,
+            probe_pause_ms: ms(config.probe_pause),
         },
         totals: Totals::from_rows(&requests, elapsed.as_secs_f64()),
         requests,

@@ -59,6 +59,12 @@ pub struct BenchArgs {
     /// Sequential runs of the probe on the warm store; their median is the warm latency.
     #[arg(long, default_value_t = 5)]
     pub probe_runs: u32,
+    /// Idle time before each probe timed after a start, the first one and the warm ones it is
+    /// compared with. Idle CPUs slow down (on this project's VMs a loop runs 2x slower right
+    /// after 100 ms idle), and a first query always follows the restart's idle time; pausing
+    /// before both leaves the restart as the only difference. 0 times the warm ones back to back.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub probe_pause: Duration,
     /// Cold starts, and warm restarts, whose first probe is timed; each figure is the median
     /// (one start is one sample, and a single sample on a busy host says little).
     #[arg(long, default_value_t = 3)]
@@ -201,6 +207,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         warmup_rounds: args.warmup_rounds,
         probe: args.probe.clone(),
         probe_runs: args.probe_runs,
+        probe_pause: args.probe_pause,
         start_runs: args.start_runs,
         compare,
         work_dir: args.work_dir.clone().unwrap_or_else(|| {

@@ -390,7 +390,7 @@ pub struct BucketStore {
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
     synced: AtomicBool,
     /// Blocks whose index was open when the last snapshot was written, so it is opened again
-    /// right after a restart instead of on the first query.
+    /// during the first sync (before ready) instead of on the first query.
     open_at_start: BTreeSet<Ulid>,
     /// The set last written to the snapshot.
     snapshot: parking_lot::Mutex<BTreeSet<Ulid>>,
@@ -427,6 +427,7 @@ impl BucketStore {
         runtime: Handle,
     ) -> Self {
         let open_at_start = read_open_snapshot(&config.data_dir);
+        query::cores();
         let budget = Arc::new(MemoryBudget::new(
             config.inflight_memory_limit,
             config.inflight_memory_wait,
@@ -500,7 +501,8 @@ impl BucketStore {
     /// Brings the served set in line with the bucket: adds new blocks, drops blocks that are
     /// gone, marked for deletion or filtered out, and removes their local state. New blocks
     /// serve at once; their index headers are built in the background (see
-    /// [`Self::prepare_headers`]), and a query that needs one first waits for it. A block that
+    /// [`Self::prepare_headers`]), and a query that needs one first waits for it; indexes open
+    /// before the last shutdown are opened again before this returns. A block that
     /// fails to open is logged, left out and retried next time; the others keep serving.
     pub async fn sync(self: &Arc<Self>) -> Result<SyncReport, StoreError> {
         let started = Instant::now();
@@ -617,8 +619,18 @@ impl BucketStore {
             }
         }
         self.remove_stray_local_state(&found.blocks);
-        if !added.is_empty() {
-            tokio::spawn(self.clone().prepare_headers(added));
+        // Indexes that were open before the last shutdown, with their header still on disk,
+        // open again before the sync returns, so before the store reports ready: the first
+        // queries after a restart find them as the last ones left them. Headers to build
+        // (new blocks, a cold start) are left to the background.
+        let (reopen, rest): (Vec<_>, Vec<_>) = added
+            .into_iter()
+            .partition(|b| self.open_at_start.contains(&b.id) && b.index.header_size() > 0);
+        if !reopen.is_empty() {
+            self.clone().prepare_headers(reopen).await;
+        }
+        if !rest.is_empty() {
+            tokio::spawn(self.clone().prepare_headers(rest));
         }
         self.synced.store(true, Ordering::Release);
         tracing::info!(

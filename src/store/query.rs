@@ -381,6 +381,13 @@ fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The cores queries may use. The first call reads the cgroup's CPU quota (a few files), so
+/// the store makes it when it starts rather than in its first query.
+pub(super) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Per-block work shorter than this is not worth starting a thread for (tens of µs).
 const WORTH_A_THREAD: std::time::Duration = std::time::Duration::from_micros(200);
 
@@ -394,8 +401,7 @@ fn per_block<I: Sync, T: Send>(
     ctx: &mut QueryCtx,
     work: impl Fn(&I, &mut QueryCtx) -> T + Sync,
 ) -> Result<Vec<T>, StoreError> {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = cores();
     let slots: Vec<parking_lot::Mutex<(Option<T>, QueryCtx)>> = items
         .iter()
         .map(|_| parking_lot::Mutex::new((None, ctx.fork())))

@@ -3,11 +3,10 @@
 //! See `docs/ARCHITECTURE.md` for the map of modules.
 
 /// jemalloc rather than the C library's allocator, for every binary built on this crate (the
-/// `stele` binary, tests, benchmarks). Query threads allocate frames that the async workers
-/// free; glibc serves each thread from an arena of its own that grows one `mprotect` per page
-/// and contends on the frees, jemalloc does neither: under 8 clients the large Series
-/// requests took half the time (docs/PERFORMANCE.md). Its figures are in `/metrics`
-/// (`stele_allocator_*`).
+/// `stele` binary, tests, benchmarks). glibc grows each query thread's arena one `mprotect`
+/// per page, and query threads allocate frames that the async workers free; with jemalloc
+/// the large Series requests under 8 clients took half the time (docs/PERFORMANCE.md). Its
+/// figures are in `/metrics` (`stele_allocator_*`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -60,9 +60,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub probe_runs: u32,
     /// Idle time before each probe timed after a start, the first one and the warm ones it is
-    /// compared with. Idle CPUs slow down (on this project's VMs a loop runs 2x slower right
-    /// after 100 ms idle), and a first query always follows the restart's idle time; pausing
-    /// before both leaves the restart as the only difference. 0 times the warm ones back to back.
+    /// compared with. CPUs run slower for the first milliseconds of work after being idle
+    /// (2.3x in the first one after 100 ms idle, on the VMs of docs/PERFORMANCE.md), and a first
+    /// query always follows the restart's idle time; pausing before both leaves the restart as
+    /// the only difference. 0 times the warm ones back to back.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub probe_pause: Duration,
     /// Cold starts, and warm restarts, whose first probe is timed; each figure is the median

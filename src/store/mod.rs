@@ -427,6 +427,7 @@ impl BucketStore {
         runtime: Handle,
     ) -> Self {
         let open_at_start = read_open_snapshot(&config.data_dir);
+        // Reads the CPU quota now rather than in the first query.
         query::cores();
         let budget = Arc::new(MemoryBudget::new(
             config.inflight_memory_limit,

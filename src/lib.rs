@@ -29,6 +29,7 @@ pub mod gen;
 pub mod index_header;
 pub mod metrics;
 pub mod model;
+pub mod nowait;
 pub mod objstore;
 pub mod plan;
 pub mod prom;

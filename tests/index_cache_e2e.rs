@@ -1,8 +1,9 @@
 //! The index and chunk caches end to end: `stele store` answers the same Series, LabelNames
 //! and LabelValues requests identically with the index cache on (default), off, tiny
 //! (constant eviction), compressing everything it can, and with a real memcached as a second
-//! level; two stores sharing one memcached: the second one's first queries are answered from
-//! it; and the same with the chunk cache on, tiny, limited to recent data, and in memcached.
+//! level; small warm requests are answered in place (on the async worker), identically; two
+//! stores sharing one memcached: the second one's first queries are answered from it; and the
+//! same with the chunk cache on, tiny, limited to recent data, and in memcached.
 
 mod common;
 
@@ -53,6 +54,7 @@ fn ask(
     for sel in SELECTORS {
         let got = call_series(&rt, &mut client, series_request(sel, min, max))
             .unwrap_or_else(|e| panic!("{sel}: {e}"));
+        assert!(got.warnings.is_empty(), "{sel}: {:?}", got.warnings);
         let stats = got.hints.and_then(|h| h.query_stats).expect("query stats");
         first_stats.get_or_insert(stats);
         answers.push(Answer::Series(got.series));
@@ -112,8 +114,19 @@ fn answers_are_the_same_with_the_cache_on_off_tiny_compressed_and_in_memcached()
     let default = StoreProcess::start(&yaml, &[]);
     let (expected, _) = ask(&default, span);
     assert!(series_count(&expected) > 100, "the queries match little");
+    let handed_off = r#"stele_grpc_series_in_place_total{result="handed_off"}"#;
+    let answered = r#"stele_grpc_series_in_place_total{result="answered"}"#;
+    // Cold, every request needs the bucket: all run on the blocking pool.
+    assert_eq!(default.metric(handed_off), SELECTORS.len() as f64);
+    assert_eq!(default.metric(answered), 0.0);
     let (warm, stats) = ask(&default, span);
+    // Warm, the small ones are answered in place, from memory and the page cache, and the
+    // answers are the same.
     assert_eq!(warm, expected, "default cache, warm");
+    assert!(
+        default.metric(answered) >= 2.0,
+        "the empty and the smallest selectors are answered in place"
+    );
     assert_eq!(
         (stats.postings_fetched, stats.series_fetch_count),
         (0, 0),
@@ -143,6 +156,11 @@ fn answers_are_the_same_with_the_cache_on_off_tiny_compressed_and_in_memcached()
                 ask(&store, span).0 == expected,
                 "{what}, {round}: answers differ"
             );
+        }
+        if what == "cache off" {
+            // Postings are never in memory: every request runs on the blocking pool.
+            assert_eq!(store.metric(answered), 0.0);
+            assert_eq!(store.metric(handed_off), 2.0 * SELECTORS.len() as f64);
         }
         if what == "tiny cache" || what == "IN-MEMORY config" {
             let evictions: Vec<f64> = ["postings", "series", "expanded_postings"]

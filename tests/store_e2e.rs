@@ -262,6 +262,16 @@ fn filesystem_bucket_serves_what_prometheus_serves() {
     let prom = PrometheusServer::start(&prom_data);
     let store = StoreProcess::start(&filesystem_yaml(&bucket), &[]);
     assert_same_as_prometheus(&store, &prom, span);
+    // Again, warm: the small requests are now answered in place, on the async worker, from
+    // memory and the page cache, and Prometheus still agrees.
+    let answered = r#"stele_grpc_series_in_place_total{result="answered"}"#;
+    let before = store.metric(answered);
+    assert_same_as_prometheus(&store, &prom, span);
+    assert!(
+        store.metric(answered) >= before + 5.0,
+        "{}",
+        store.metrics_text()
+    );
 }
 
 /// `stele gen` blocks with external labels (cluster=test, replica=0), plus a copy of each
@@ -804,6 +814,27 @@ fn s3_bucket_serves_what_prometheus_serves_and_rides_out_an_outage() {
         text.contains("stele_grpc_server_handling_seconds_bucket{"),
         "{text}"
     );
+    // A repeated small request is still not answered in place: its chunks are reads from S3,
+    // which an async worker never makes.
+    let small = r#"{__name__="requests_total",path="zürich"}"#;
+    let om_start = 1_767_225_600_000i64;
+    let mut client = store.client(&rt);
+    let in_place = |result: &str| {
+        store.metric(&format!(
+            "stele_grpc_series_in_place_total{{result=\"{result}\"}}"
+        ))
+    };
+    let before = (in_place("answered"), in_place("handed_off"));
+    for _ in 0..3 {
+        let got = call_series(
+            &rt,
+            &mut client,
+            series_request(small, om_start, om_start + 5 * 3_600_000),
+        );
+        assert!(!got.unwrap().series.is_empty());
+    }
+    assert_eq!(in_place("answered"), before.0);
+    assert_eq!(in_place("handed_off"), before.1 + 3.0);
 
     // The S3 server goes away in the middle of a large request and comes back: the request
     // completes with the same answer (the client retries), or says which blocks it missed.

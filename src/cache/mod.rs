@@ -308,7 +308,9 @@ impl Cache {
     /// counts what it looks up in the values instead).
     fn lookup(&self, keys: &[CacheKey], count: bool) -> Vec<Option<Bytes>> {
         let mut out = self.get_local_many(keys, count);
-        let Some(second) = &self.second else {
+        // A thread that may not wait does not ask memcached: what memory misses, it reads
+        // from the bucket, which refuses, and the request runs again where it may wait.
+        let Some(second) = self.second.as_ref().filter(|_| !crate::nowait::active()) else {
             return out;
         };
         let missing: Vec<usize> = (0..keys.len())

@@ -22,6 +22,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -312,15 +313,25 @@ impl ReadAt for IndexHeader {
     }
 }
 
+/// How long a header found in RAM is taken to stay there before [`HeaderedIndex::resident`]
+/// asks the kernel again: asking costs a system call and a byte per page of the header.
+const RESIDENT_RECHECK: Duration = Duration::from_secs(1);
+
 /// The index of a block: header regions from the local mapping, the rest from `remote`.
 pub struct HeaderedIndex {
     header: IndexHeader,
     remote: Arc<dyn ReadAt>,
+    /// When the whole header was last found in RAM.
+    found_resident: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl HeaderedIndex {
     pub fn new(header: IndexHeader, remote: Arc<dyn ReadAt>) -> Self {
-        HeaderedIndex { header, remote }
+        HeaderedIndex {
+            header,
+            remote,
+            found_resident: parking_lot::Mutex::new(None),
+        }
     }
 
     pub fn header(&self) -> &IndexHeader {
@@ -354,6 +365,23 @@ impl ReadAt for HeaderedIndex {
             Some(local) => Ok(local),
             None => self.remote.read_ranges(ranges),
         }
+    }
+
+    /// Whether every page of the header's regions is in RAM (`mincore`), so reading them
+    /// cannot fault on the disk. A positive answer holds for [`RESIDENT_RECHECK`]: a page
+    /// evicted within that time costs one read from the disk where it is touched.
+    fn resident(&self) -> bool {
+        let mut found = self.found_resident.lock();
+        if found.is_some_and(|t| t.elapsed() < RESIDENT_RECHECK) {
+            return true;
+        }
+        let resident = self
+            .header
+            .regions
+            .iter()
+            .all(|(_, bytes)| crate::tsdb::source::resident(bytes));
+        *found = resident.then(Instant::now);
+        resident
     }
 }
 

@@ -76,6 +76,15 @@ impl LocalBucket {
         Ok(f)
     }
 
+    /// The file at `path` (whose slot is `slot`) if it is held open and its slot is free:
+    /// what a thread that may not wait can read (opening a file looks its path up on disk).
+    fn held_file(&self, path: &std::path::Path, slot: usize) -> Option<Arc<std::fs::File>> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self.open[slot].try_lock()?;
+        let (p, f) = held.as_ref()?;
+        (p == path && f.metadata().ok()?.nlink() > 0).then(|| f.clone())
+    }
+
     /// Closes the file at `path` (whose slot is `slot`) if it is open.
     fn forget(&self, path: &std::path::Path, slot: usize) {
         let mut held = self.open[slot].lock();
@@ -153,11 +162,49 @@ impl BucketFile {
             .collect()
     }
 
+    /// [`Self::read_local`] on a thread that may not wait ([`crate::nowait`]): only from a
+    /// file held open and only what the page cache holds (`RWF_NOWAIT`), else it refuses.
+    fn read_local_without_waiting(
+        file: &LocalFile,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>, ReadError> {
+        let refused = || {
+            crate::nowait::refuse();
+            ReadError::WouldWait
+        };
+        let f = file
+            .bucket
+            .held_file(&file.path, file.slot)
+            .ok_or_else(refused)?;
+        ranges
+            .iter()
+            .map(|r| {
+                let mut buf = vec![0; (r.end - r.start) as usize];
+                match read_cached(&f, &mut buf, r.start) {
+                    true => Ok(Bytes::from(buf)),
+                    false => Err(refused()),
+                }
+            })
+            .collect()
+    }
+
     fn fetch(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, ReadError> {
         for r in ranges {
             check_bounds(r, self.len)?;
         }
         let requested: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        if crate::nowait::active() {
+            let Some(file) = &self.local else {
+                crate::nowait::refuse();
+                return Err(ReadError::WouldWait);
+            };
+            let parts = Self::read_local_without_waiting(file, ranges)?;
+            self.counters
+                .requests
+                .fetch_add(ranges.len() as u64, Ordering::Relaxed);
+            self.counters.bytes.fetch_add(requested, Ordering::Relaxed);
+            return Ok(parts);
+        }
         let result: Result<Vec<Bytes>, Box<dyn std::error::Error + Send + Sync>> = match &self.local
         {
             Some(file) => Self::read_local(file, ranges)
@@ -200,6 +247,41 @@ impl BucketFile {
             }
         }
     }
+}
+
+/// Fills `buf` from `offset` of `f` if the page cache holds all of it, without waiting for
+/// the disk (`preadv2` with `RWF_NOWAIT`); false if it would wait, or on any error (the read
+/// is then made again where waiting is allowed, which reports it).
+#[cfg(target_os = "linux")]
+fn read_cached(f: &std::fs::File, buf: &mut [u8], offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut done = 0;
+    while done < buf.len() {
+        let iov = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr().cast(),
+            iov_len: buf.len() - done,
+        };
+        // SAFETY: `iov` points into `buf`, which outlives the call; the fd is open.
+        let n = unsafe {
+            libc::preadv2(
+                f.as_raw_fd(),
+                &iov,
+                1,
+                (offset + done as u64) as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_: &std::fs::File, _: &mut [u8], _: u64) -> bool {
+    false
 }
 
 /// A block's files are dropped with the block (it left the bucket or the store): its file, if
@@ -247,15 +329,29 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
-    #[test]
-    fn ranges_are_fetched_and_counted() {
+    /// `data` as object `b/index` of an in-memory bucket, with the runtime its reads use.
+    fn in_memory_object(
+        data: &'static [u8],
+    ) -> (tokio::runtime::Runtime, BucketFile, Arc<FetchCounters>) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("b/index");
-        rt.block_on(store.put(&path, Bytes::from_static(b"0123456789").into()))
+        rt.block_on(store.put(&path, Bytes::from_static(data).into()))
             .unwrap();
         let counters = Arc::new(FetchCounters::default());
-        let f = BucketFile::new(store, path, 10, rt.handle().clone(), counters.clone());
+        let f = BucketFile::new(
+            store,
+            path,
+            data.len() as u64,
+            rt.handle().clone(),
+            counters.clone(),
+        );
+        (rt, f, counters)
+    }
+
+    #[test]
+    fn ranges_are_fetched_and_counted() {
+        let (_rt, f, counters) = in_memory_object(b"0123456789");
         let got = std::thread::spawn(move || {
             let a = f.read_at(2..5).unwrap();
             let many = f.read_ranges(&[0..1, 8..10]).unwrap();
@@ -314,6 +410,76 @@ mod tests {
         assert_eq!(f.read_at(3..5).unwrap(), Bytes::from_static(b"de"));
         std::fs::remove_file(dir.path().join("b/index")).unwrap();
         assert!(f.read_at(3..5).is_err(), "a deleted file is not read");
+    }
+
+    #[test]
+    fn in_no_wait_mode_only_page_cached_bytes_of_open_local_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        let data: Vec<u8> = (0..1 << 16).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("b/chunks"), &data).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let counters = Arc::new(FetchCounters::default());
+        let local = Arc::new(LocalBucket::new(dir.path().to_path_buf()));
+        let f = BucketFile::new(
+            store,
+            Path::from("b/chunks"),
+            data.len() as u64,
+            rt.handle().clone(),
+            counters.clone(),
+        )
+        .with_local_reads(Some(&local));
+        let without_waiting = |ranges: &[Range<u64>]| {
+            let attempt = crate::nowait::enter();
+            let got = f.read_ranges(ranges);
+            assert_eq!(got.is_err(), attempt.refused());
+            got.map_err(|e| assert!(matches!(e, ReadError::WouldWait), "{e}"))
+        };
+
+        // Not open yet: opening looks the path up on disk, so it refuses.
+        assert!(without_waiting(std::slice::from_ref(&(0..10))).is_err());
+        assert_eq!(counters.requests.load(Ordering::Relaxed), 0);
+        // Open (a read that may wait holds it) and in the page cache: read in place.
+        f.read_at(0..1).unwrap();
+        assert_eq!(
+            without_waiting(&[5..9, 60_000..60_010]).unwrap(),
+            vec![
+                Bytes::copy_from_slice(&data[5..9]),
+                Bytes::copy_from_slice(&data[60_000..60_010])
+            ]
+        );
+        // Out of the page cache: refused, and read again where it may wait.
+        let file = std::fs::File::open(dir.path().join("b/chunks")).unwrap();
+        file.sync_all().unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid fd; advice has no memory effects.
+        let dropped =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(dropped, 0);
+        assert!(
+            without_waiting(std::slice::from_ref(&(30_000..30_010))).is_err(),
+            "pages dropped from the page cache are read from the disk (needs a disk file \
+             system under the temporary directory, not tmpfs)"
+        );
+        assert_eq!(
+            f.read_at(30_000..30_010).unwrap(),
+            Bytes::copy_from_slice(&data[30_000..30_010])
+        );
+    }
+
+    #[test]
+    fn in_no_wait_mode_a_remote_object_is_not_read() {
+        let (rt, f, counters) = in_memory_object(b"0123456789");
+        // On a runtime thread, where a blocking read would panic: it refuses first.
+        let (err, refused) = rt.block_on(async {
+            let attempt = crate::nowait::enter();
+            (f.read_at(0..4).unwrap_err(), attempt.refused())
+        });
+        assert!(matches!(err, ReadError::WouldWait) && refused, "{err}");
+        assert_eq!(counters.requests.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.failures.load(Ordering::Relaxed), 0);
     }
 
     #[test]

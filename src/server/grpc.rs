@@ -3,7 +3,9 @@
 //!
 //! Thin by design: convert requests (matchers, hints, sharding) into engine queries, run them
 //! on the blocking pool, and convert results back. Series frames are streamed through a
-//! bounded channel, so a slow client slows the query instead of growing memory.
+//! bounded channel, so a slow client slows the query instead of growing memory. A small Series
+//! request the engine can answer from memory is answered in place instead, on the async
+//! worker, in no-wait mode ([`crate::nowait`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, BoxStream, StreamExt};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Unit;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -52,12 +56,19 @@ struct RequestLabels {
     code: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InPlaceLabels {
+    result: String,
+}
+
 /// `thanos.Store` and `thanos.info.Info` over one engine.
 pub struct StoreApi<E> {
     store: Arc<E>,
     /// `--store.grpc.series-max-concurrency`: Series requests running at once.
     series_gate: Arc<Semaphore>,
     latency: LatencyHistograms<RequestLabels>,
+    /// Series requests tried in place, by whether they were answered there.
+    in_place: Family<InPlaceLabels, Counter>,
 }
 
 // Not derived: that would require `E: Clone`, and only the `Arc` is cloned.
@@ -67,6 +78,7 @@ impl<E> Clone for StoreApi<E> {
             store: self.store.clone(),
             series_gate: self.series_gate.clone(),
             latency: self.latency.clone(),
+            in_place: self.in_place.clone(),
         }
     }
 }
@@ -85,11 +97,62 @@ impl<E: StoreEngine> StoreApi<E> {
             Unit::Seconds,
             latency.clone(),
         )?;
+        let in_place = Family::<InPlaceLabels, Counter>::default();
+        metrics.register(
+            "stele_grpc_series_in_place",
+            "Series requests tried on the async worker without waiting, by result: answered there, or handed off to the blocking pool (something was not in memory, or the reply was large)",
+            in_place.clone(),
+        )?;
+        if store.answers_without_waiting() {
+            // Both series from the start, so a rate of either is never missing.
+            for result in ["answered", "handed_off"] {
+                let _ = in_place.get_or_create(&InPlaceLabels {
+                    result: result.to_string(),
+                });
+            }
+        }
         Ok(StoreApi {
             store,
             series_gate: Arc::new(Semaphore::new(series_max_concurrency.max(1))),
             latency,
+            in_place,
         })
+    }
+
+    /// Answers a Series request on this async worker thread when the engine can do so without
+    /// waiting ([`crate::nowait`]: everything it needs in memory or the page cache) and the
+    /// reply is small; `None` sends it to the blocking pool, at the cost of this attempt,
+    /// which stops at the first wait. A request answered here saves the two thread wake-ups
+    /// of the hand-off, most of the latency of a one-series query.
+    fn series_in_place(
+        &self,
+        query: &SeriesQuery,
+        batch_size: usize,
+        started: Instant,
+    ) -> Option<Vec<ReplyFrame>> {
+        if !self.store.answers_without_waiting() {
+            return None;
+        }
+        let attempt = crate::nowait::enter();
+        let mut frames = Vec::new();
+        let (mut bytes, mut too_large) = (0, false);
+        let outcome = run_series(&*self.store, query, batch_size, started, &mut |f| {
+            let frame = Ok(thanos::SeriesResponse { result: Some(f) });
+            bytes += chunk_bytes(&frame);
+            frames.push(frame);
+            // Few series (the engine refuses more), but maybe long ones.
+            too_large = bytes > BYTES_PER_SEND;
+            !too_large
+        });
+        let answered = outcome.is_ok() && !attempt.refused() && !too_large;
+        drop(attempt);
+        let result = if answered { "answered" } else { "handed_off" };
+        self.in_place
+            .get_or_create(&InPlaceLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        answered.then_some(frames)
     }
 
     fn observe<T>(&self, method: &str, started: Instant, result: &Result<T, Status>) {
@@ -155,6 +218,8 @@ fn status(e: StoreError) -> Status {
         StoreError::Unavailable(m) => Status::unavailable(m),
         StoreError::Internal(m) => Status::internal(m),
         StoreError::NotReady => Status::unavailable(StoreError::NotReady.to_string()),
+        // Only in place, whose errors never reach a client.
+        StoreError::WouldWait => Status::internal(StoreError::WouldWait.to_string()),
     }
 }
 
@@ -456,6 +521,52 @@ fn chunk_bytes(frame: &ReplyFrame) -> usize {
     }
 }
 
+/// Runs a Series query, handing its frames to `send` (which returns false to stop): series one
+/// per frame or in batches of `batch_size`, then the hints. The one piece of code behind both
+/// ways a request runs: in place and on the blocking pool.
+fn run_series<E: StoreEngine>(
+    store: &E,
+    query: &SeriesQuery,
+    batch_size: usize,
+    started: Instant,
+    send: &mut dyn FnMut(thanos::series_response::Result) -> bool,
+) -> Result<(), StoreError> {
+    use thanos::series_response::Result as Frame;
+    let mut pending: Vec<thanos::Series> = Vec::new();
+    let summary = {
+        let mut emit = |ev: SeriesEvent| match ev {
+            SeriesEvent::Series(s) if batch_size <= 1 => send(Frame::Series(series_to_proto(s))),
+            SeriesEvent::Series(s) => {
+                pending.push(series_to_proto(s));
+                pending.len() < batch_size
+                    || send(Frame::Batch(thanos::SeriesBatch {
+                        series: std::mem::take(&mut pending),
+                    }))
+            }
+            SeriesEvent::Warning(w) => send(Frame::Warning(w)),
+        };
+        store.series(query, &mut emit)?
+    };
+    let st = &summary.stats;
+    tracing::debug!(
+        blocks = st.blocks_queried,
+        series = st.merged_series_count,
+        chunks = st.merged_chunks_count,
+        postings_fetched_bytes = st.postings_fetched_size_sum,
+        series_fetched_bytes = st.series_fetched_size_sum,
+        chunks_fetched_bytes = st.chunks_fetched_size_sum,
+        postings_ms = st.get_all_duration.as_secs_f64() * 1e3,
+        series_and_chunks_ms = st.merge_duration.as_secs_f64() * 1e3,
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        in_place = crate::nowait::active(),
+        "Series done"
+    );
+    if pending.is_empty() || send(Frame::Batch(thanos::SeriesBatch { series: pending })) {
+        send(Frame::Hints(series_hints(&summary)));
+    }
+    Ok(())
+}
+
 /// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -533,66 +644,25 @@ impl<E: StoreEngine> thanos::store_server::Store for StoreApi<E> {
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("shutting down"))?;
+        if let Some(frames) = self.series_in_place(&query, batch_size, started) {
+            drop(permit);
+            self.observe("Series", started, &Ok(()));
+            return Ok(Response::new(stream::iter(frames).boxed()));
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (start, head) = oneshot::channel();
-        let store = self.store.clone();
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            use thanos::series_response::Result as Frame;
-            let reply = std::cell::RefCell::new(ReplySender::new(start, tx));
-            let send = |f: Frame| {
-                reply
-                    .borrow_mut()
-                    .send(Ok(thanos::SeriesResponse { result: Some(f) }))
-            };
-            let mut pending: Vec<thanos::Series> = Vec::new();
-            let flush = |pending: &mut Vec<thanos::Series>| {
-                pending.is_empty()
-                    || send(Frame::Batch(thanos::SeriesBatch {
-                        series: std::mem::take(pending),
-                    }))
-            };
-            let result = {
-                let mut emit = |ev: SeriesEvent| match ev {
-                    SeriesEvent::Series(s) if batch_size <= 1 => {
-                        send(Frame::Series(series_to_proto(s)))
-                    }
-                    SeriesEvent::Series(s) => {
-                        pending.push(series_to_proto(s));
-                        pending.len() < batch_size || flush(&mut pending)
-                    }
-                    SeriesEvent::Warning(w) => send(Frame::Warning(w)),
-                };
-                store.series(&query, &mut emit)
-            };
-            let outcome = match result {
-                Ok(summary) => {
-                    let st = &summary.stats;
-                    tracing::debug!(
-                        blocks = st.blocks_queried,
-                        series = st.merged_series_count,
-                        chunks = st.merged_chunks_count,
-                        postings_fetched_bytes = st.postings_fetched_size_sum,
-                        series_fetched_bytes = st.series_fetched_size_sum,
-                        chunks_fetched_bytes = st.chunks_fetched_size_sum,
-                        postings_ms = st.get_all_duration.as_secs_f64() * 1e3,
-                        series_and_chunks_ms = st.merge_duration.as_secs_f64() * 1e3,
-                        total_ms = started.elapsed().as_secs_f64() * 1e3,
-                        "Series done"
-                    );
-                    if flush(&mut pending) {
-                        send(Frame::Hints(series_hints(&summary)));
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    let st = status(e);
-                    reply.borrow_mut().send(Err(st.clone()));
-                    Err(st)
-                }
-            };
-            reply.into_inner().finish();
+            let mut reply = ReplySender::new(start, tx);
+            let outcome = run_series(&*api.store, &query, batch_size, started, &mut |f| {
+                reply.send(Ok(thanos::SeriesResponse { result: Some(f) }))
+            })
+            .map_err(status);
+            if let Err(st) = &outcome {
+                reply.send(Err(st.clone()));
+            }
+            reply.finish();
             api.observe("Series", started, &outcome);
         });
         // A query thread that panicked dropped its sender before starting the reply.

@@ -2,7 +2,8 @@
 //! for postings and series, and the remote chunk segments.
 //!
 //! Everything here is synchronous and may block on the bucket: call it from the blocking
-//! pool, never from an async task.
+//! pool, never from an async task, except in no-wait mode ([`crate::nowait`]), where reading
+//! only from memory and the page cache, every wait refused.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -17,6 +18,7 @@ use ulid::Ulid;
 
 use super::fetch::{plan_cost, read_coalesced, FetchCost};
 use super::lazy::{HeaderCounters, LazyIndex};
+use super::query::NO_WAIT_MAX_SERIES;
 use super::{QueryCtx, StoreError};
 use crate::block::{matchers_key, matches_filters, PostingsKey, PostingsPlan};
 use crate::cache::CacheKey;
@@ -285,6 +287,21 @@ impl BucketBlock {
         })
     }
 
+    /// The block's index, opened if it is not open yet. A thread that may not wait gets it
+    /// only when it is open and its header's mapping is in RAM.
+    fn open_index(&self) -> Result<Arc<IndexReader>> {
+        if !crate::nowait::active() {
+            return Ok(self.index.get()?);
+        }
+        match self.index.get_open() {
+            Some(index) if index.source().resident() => Ok(index),
+            _ => {
+                crate::nowait::refuse();
+                Err(StoreError::WouldWait)
+            }
+        }
+    }
+
     /// The labels block matchers and relabelling see: external labels and `__block_id`.
     pub fn block_labels(&self) -> Labels {
         let id = self.id.to_string();
@@ -327,7 +344,11 @@ impl BucketBlock {
                 filters: Vec::new(),
             });
         }
-        let index = self.index.get()?;
+        // Planning reads the postings offset table and usually the bucket: not without waiting.
+        if crate::nowait::refuse() {
+            return Err(StoreError::WouldWait);
+        }
+        let index = self.open_index()?;
         let mut plan = PostingsPlan::new(&index, matchers)?;
         if ctx.postings_cost_model {
             let (series, entry_bytes) = index_shape(&index)?;
@@ -363,7 +384,16 @@ impl BucketBlock {
             .cache
             .as_ref()?
             .get(&self.expanded_postings_key(matchers))?;
+        // In no-wait mode a large set is refused before it is decoded: the request is too
+        // large to run there anyway. A roaring set of n values takes at most ~10n + 8 bytes.
+        let too_large = |bytes: usize| bytes > NO_WAIT_MAX_SERIES as usize * 16;
+        if crate::nowait::active() && too_large(cached.len()) {
+            return None;
+        }
         let bitmap = RoaringBitmap::deserialize_from(&cached[..]).ok()?;
+        if crate::nowait::active() && bitmap.len() > NO_WAIT_MAX_SERIES {
+            return None;
+        }
         Some(bitmap.iter().map(u64::from).collect())
     }
 
@@ -469,7 +499,7 @@ impl BucketBlock {
         max_time: i64,
         ctx: &mut QueryCtx,
     ) -> Result<Vec<BlockSeries>> {
-        let index = self.index.get()?;
+        let index = self.open_index()?;
         let section_end = index.series_section().end;
         let offsets = refs
             .iter()
@@ -741,7 +771,7 @@ impl BucketBlock {
     /// restores on the fly: when a series' own label is replaced by an external label or
     /// dropped as a replica label, anything can move. Such blocks are read whole and sorted.
     pub fn own_labels_rewritten(&self, dropped: &[String]) -> Result<bool> {
-        let names = self.index.get()?.label_names()?;
+        let names = self.open_index()?.label_names()?;
         Ok(names
             .iter()
             .any(|n| self.ext_labels.get(n).is_some() || dropped.iter().any(|d| d == n)))
@@ -749,7 +779,7 @@ impl BucketBlock {
 
     /// Label names of the block (external ones included), sorted.
     pub fn label_names(&self) -> Result<Vec<String>> {
-        let mut names = self.index.get()?.label_names()?;
+        let mut names = self.open_index()?.label_names()?;
         names.extend(self.ext_labels.iter().map(|l| l.name.to_string()));
         names.sort();
         names.dedup();
@@ -761,7 +791,7 @@ impl BucketBlock {
         if let Some(v) = self.ext_labels.get(name) {
             return Ok(vec![v.to_string()]);
         }
-        Ok(self.index.get()?.label_values(name)?)
+        Ok(self.open_index()?.label_values(name)?)
     }
 }
 

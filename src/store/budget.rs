@@ -12,7 +12,8 @@
 //! what it adds, finishes, and lets the others go on. The overshoot is at most one request's
 //! holding, which is itself at most the limit.
 //!
-//! Blocking (waits on a condition variable): blocking pool only.
+//! Blocking (waits on a condition variable): blocking pool only, or in no-wait mode
+//! ([`crate::nowait`]), where a reservation that would wait fails instead.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +104,9 @@ impl MemoryBudget {
                     .first_key_value()
                     .is_some_and(|(&oldest, _)| oldest != ticket)
         };
+        if must_wait(&state) && crate::nowait::refuse() {
+            return Err(StoreError::WouldWait);
+        }
         if must_wait(&state) {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
             let deadline = Instant::now() + self.max_wait;
@@ -212,6 +216,23 @@ mod tests {
         // Nor can a request give back more than it holds.
         budget.release(young, 1000);
         assert_eq!(budget.held(), 90);
+    }
+
+    #[test]
+    fn in_no_wait_mode_a_reservation_that_would_wait_fails_at_once() {
+        let budget = MemoryBudget::new(100, Duration::from_secs(30));
+        budget.acquire(1, 80).unwrap();
+        let attempt = crate::nowait::enter();
+        budget.acquire(2, 10).unwrap();
+        assert!(!attempt.refused(), "room enough: no wait, no refusal");
+        let started = Instant::now();
+        let e = budget.acquire(2, 50).unwrap_err();
+        assert!(matches!(e, StoreError::WouldWait), "{e}");
+        assert!(attempt.refused());
+        assert!(started.elapsed() < Duration::from_secs(1), "no 30 s wait");
+        assert_eq!(budget.held(), 90, "the refused part is not held");
+        assert_eq!(budget.counters.waits.load(Ordering::Relaxed), 0);
+        assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Opening builds the index header when it is not on disk yet. Callers that arrive while
 //! another one opens the same block wait for it rather than opening it twice.
 //!
-//! Synchronous and blocking (bucket reads, mmap page faults): blocking pool only.
+//! Synchronous and blocking (bucket reads, mmap page faults): blocking pool only, but for
+//! [`LazyIndex::get_open`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,14 @@ impl LazyIndex {
             header_size: AtomicU64::new(on_disk),
             counters,
         }
+    }
+
+    /// The index if it is open and no caller is opening it: what a thread that may not wait
+    /// can use ([`crate::nowait`]).
+    pub fn get_open(&self) -> Option<Arc<IndexReader>> {
+        let index = self.open.try_lock()?.clone()?;
+        self.last_used_ms.store(elapsed_ms(), Ordering::Relaxed);
+        Some(index)
     }
 
     /// The index, opened (and its header built) if it is not open yet.

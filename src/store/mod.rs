@@ -54,6 +54,10 @@ pub enum StoreError {
     Internal(String),
     #[error("not ready: the first block sync has not completed")]
     NotReady,
+    /// The request would have waited on a thread that may not ([`crate::nowait`]); it runs
+    /// again on the blocking pool, so clients never see this.
+    #[error("the request would wait")]
+    WouldWait,
 }
 
 impl From<TsdbError> for StoreError {
@@ -61,6 +65,10 @@ impl From<TsdbError> for StoreError {
     /// message names the file, hence the block.
     fn from(e: TsdbError) -> Self {
         match e {
+            TsdbError::Read {
+                source: crate::tsdb::source::ReadError::WouldWait,
+                ..
+            } => StoreError::WouldWait,
             TsdbError::Read { .. } | TsdbError::Io { .. } => StoreError::Unavailable(e.to_string()),
             TsdbError::Corrupt { .. } | TsdbError::InvalidInput(_) => {
                 StoreError::Internal(e.to_string())
@@ -319,6 +327,12 @@ pub trait StoreEngine: Send + Sync + 'static {
         emit: &mut dyn FnMut(SeriesEvent) -> bool,
     ) -> Result<SeriesSummary, StoreError>;
 
+    /// Whether [`Self::series`] honours no-wait mode ([`crate::nowait`]): every wait refused
+    /// rather than made, so the server may try a request on an async worker first.
+    fn answers_without_waiting(&self) -> bool {
+        false
+    }
+
     /// Sorted label names and the warnings. Blocking.
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError>;
 
@@ -345,6 +359,10 @@ impl StoreEngine for BucketStore {
         emit: &mut dyn FnMut(SeriesEvent) -> bool,
     ) -> Result<SeriesSummary, StoreError> {
         BucketStore::series(self, q, emit)
+    }
+
+    fn answers_without_waiting(&self) -> bool {
+        true
     }
 
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError> {

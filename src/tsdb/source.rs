@@ -20,6 +20,10 @@ pub enum ReadError {
     /// transient, unlike corruption.
     #[error("{0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The read would have waited (for the disk or the network) on a thread that may not
+    /// wait (`crate::nowait`).
+    #[error("the read would wait")]
+    WouldWait,
 }
 
 /// Random access to an immutable sequence of bytes.
@@ -49,6 +53,13 @@ pub trait ReadAt: Send + Sync {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether what this source serves from memory maps is in RAM, so reading it cannot
+    /// fault on the disk. Sources without a map say true: their reads refuse to wait
+    /// themselves where waiting is not allowed (`crate::nowait`).
+    fn resident(&self) -> bool {
+        true
     }
 }
 
@@ -175,9 +186,64 @@ pub fn mmap_file(path: &std::path::Path) -> std::io::Result<Named<Bytes>> {
     })
 }
 
+/// Whether every page under `bytes` is in RAM (`mincore`), so reading it cannot fault on the
+/// disk: memory maps, whose pages the kernel may drop, and heap memory alike. False when the
+/// kernel cannot tell.
+#[cfg(target_os = "linux")]
+pub fn resident(bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let start = bytes.as_ptr() as usize & !(page - 1);
+    let end = bytes.as_ptr() as usize + bytes.len();
+    let mut pages = vec![0u8; (end - start).div_ceil(page)];
+    // SAFETY: `start..end` lies in pages mapped for `bytes` (rounded to whole pages, which
+    // are mapped too); `pages` has a byte per page.
+    let ok = unsafe { libc::mincore(start as *mut libc::c_void, end - start, pages.as_mut_ptr()) };
+    ok == 0 && pages.iter().all(|p| p & 1 == 1)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn resident(_: &[u8]) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn touched_memory_and_mapped_files_read_back_are_resident() {
+        let heap = vec![7u8; 3 << 12];
+        assert!(resident(&heap));
+        assert!(resident(&heap[5..4097]));
+        assert!(resident(&[]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![1u8; 1 << 16]).unwrap();
+        let map = mmap_file(&path).unwrap().inner;
+        // Just written, the file is in the page cache; summing maps every page.
+        assert_eq!(map.iter().map(|&b| u64::from(b)).sum::<u64>(), 1 << 16);
+        assert!(resident(&map));
+
+        // Dropped from the page cache, a mapped page would be read from the disk.
+        let other = dir.path().join("g");
+        std::fs::write(&other, vec![1u8; 1 << 16]).unwrap();
+        let file = std::fs::File::open(&other).unwrap();
+        file.sync_all().unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid fd; advice has no memory effects.
+        let dropped =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(dropped, 0);
+        let map = mmap_file(&other).unwrap().inner;
+        assert!(
+            !resident(&map[100..200]),
+            "needs a disk file system under the temporary directory, not tmpfs"
+        );
+    }
 
     #[test]
     fn bounds_are_checked() {

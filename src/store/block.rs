@@ -2,8 +2,8 @@
 //! for postings and series, and the remote chunk segments.
 //!
 //! Everything here is synchronous and may block on the bucket: call it from the blocking
-//! pool, never from an async task, except in no-wait mode ([`crate::nowait`]), where reading
-//! only from memory and the page cache, every wait refused.
+//! pool, never from an async task, except in no-wait mode ([`crate::nowait`]), where it reads
+//! only from memory and the page cache and refuses every wait.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -26,10 +26,11 @@ const SERIES_PER_FETCH: usize = 1000;
 const CHUNKS_PER_FETCH: usize = 4096;
 /// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
 const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
-/// Series (summed over blocks) a request may have to run in no-wait mode, on an async worker
-/// ([`crate::nowait`]): a block's series costs about 5 µs here, so a request this size stays
-/// within the ~100 µs a task should run between yields.
+/// Series (summed over blocks) and blocks a request may have to run in no-wait mode, on an
+/// async worker ([`crate::nowait`]): a block's series costs about 5 µs here, so a request
+/// this size stays within the ~100 µs a task should run between yields.
 pub(super) const NO_WAIT_MAX_SERIES: u64 = 16;
+const NO_WAIT_MAX_BLOCKS: usize = 16;
 
 #[derive(Debug, Clone, Default)]
 pub struct SeriesQuery {
@@ -164,6 +165,9 @@ impl BucketStore {
 
         let selected = self.select_blocks(q.min_time, q.max_time, &q.matchers, &q.block_matchers);
         let count = selected.len();
+        if count > NO_WAIT_MAX_BLOCKS && crate::nowait::refuse() {
+            return Err(StoreError::WouldWait);
+        }
         // The blocks' postings (opening their indexes if closed) are read on several threads,
         // then the series limit is checked before any series is read.
         let postings = per_block(&selected, &mut ctx, |(block, matchers), ctx| {

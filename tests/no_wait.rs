@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use stele::bucket::discover::BlockFilters;
-use stele::cache::Cache;
+use stele::cache::{Cache, ItemKind};
 use stele::model::parse_selector;
 use stele::store::{
-    BucketStore, Limits, SeriesEvent, SeriesOut, SeriesQuery, StoreConfig, StoreError,
+    BucketStore, Limits, SeriesEvent, SeriesOut, SeriesQuery, StoreConfig, StoreEngine, StoreError,
 };
 
 struct Fixture {
@@ -91,13 +91,15 @@ fn collect(store: &BucketStore, q: &SeriesQuery) -> Result<Vec<SeriesOut>, Strin
     result.map(|_| series).map_err(|e| e.to_string())
 }
 
-/// Runs `q` on the blocking pool, or in no-wait mode on an async worker, as the server does.
+/// Runs `q` on the blocking pool, or in no-wait mode on an async worker, as the server does
+/// (settling the attempt as answered unless refused).
 fn run(f: &Fixture, q: &SeriesQuery, in_place: bool) -> Outcome {
     let (store, q) = (f.store.clone(), q.clone());
     f.runtime.block_on(async move {
         if in_place {
             let attempt = stele::nowait::enter();
             let got = collect(&store, &q);
+            store.settle_in_place(got.is_ok() && !attempt.refused());
             (got, attempt.refused())
         } else {
             let got = tokio::task::spawn_blocking(move || collect(&store, &q));
@@ -127,14 +129,27 @@ fn answers_what_is_in_memory_exactly_as_the_blocking_pool_and_refuses_the_rest()
         "a small selector: {} series",
         expected.len()
     );
+    let lookups = || f.store.cache.stats(ItemKind::ExpandedPostings).requests;
+    let before = lookups();
     let (got, was_refused) = run(&f, &small, true);
     assert!(!was_refused);
     assert_eq!(got.unwrap(), expected);
+    assert_eq!(
+        lookups(),
+        before + 2,
+        "one lookup per block, counted once answered"
+    );
 
     // Large, even warm: refused, and answered on the blocking pool.
     let all = run(&f, &large, false).0.unwrap();
     assert!(all.len() > 16);
+    let before = lookups();
     assert!(refused(&run(&f, &large, true)));
+    assert_eq!(
+        lookups(),
+        before,
+        "a refused attempt's lookups are not counted"
+    );
 
     // No match at all (cached as empty): answered in place, empty.
     let none = query(r#"{__name__="no_such_metric"}"#);

@@ -212,7 +212,40 @@ impl Shard {
     }
 }
 
+/// Lookups a request made in no-wait mode ([`crate::nowait`]), counted in the hit figures only
+/// if it is answered there: one handed off to the blocking pool looks everything up again.
+struct PendingLookups {
+    cache: u64,
+    shard: usize,
+    kind: ItemKind,
+    requests: u64,
+    hits: u64,
+}
+
+thread_local! {
+    static NO_WAIT_LOOKUPS: std::cell::RefCell<Vec<PendingLookups>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Settles this thread's lookups made in no-wait mode: counted in those of `caches` they were
+/// made in if the request was answered in place, forgotten if it was handed off.
+pub fn settle_no_wait_lookups(caches: &[&Cache], answered: bool) {
+    let pending = NO_WAIT_LOOKUPS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if !answered {
+        return;
+    }
+    for cache in caches {
+        for p in pending.iter().filter(|p| p.cache == cache.id) {
+            let stats = &mut cache.shards[p.shard].lock().stats[p.kind.index()];
+            stats.requests += p.requests;
+            stats.hits += p.hits;
+        }
+    }
+}
+
 pub struct Cache {
+    /// Tells this cache's pending no-wait lookups from another's.
+    id: u64,
     shards: Vec<Mutex<Shard>>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
@@ -246,7 +279,9 @@ impl Cache {
         for k in &options.enabled {
             enabled[k.index()] = true;
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Cache {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -350,13 +385,12 @@ impl Cache {
         let mut stored: Vec<Option<Stored>> = vec![None; keys.len()];
         for group in by_shard.chunk_by(|a, b| a.0 == b.0) {
             let mut shard = self.shards[group[0].0].lock();
-            for &(_, i) in group {
+            for &(shard_index, i) in group {
                 let key = &keys[i];
                 let found = shard.lru.get(key).cloned();
                 if count {
-                    let stats = shard.stats(key.kind());
-                    stats.requests += 1;
-                    stats.hits += u64::from(found.is_some());
+                    let hits = u64::from(found.is_some());
+                    self.count(&mut shard, shard_index, key.kind(), 1, hits);
                 }
                 stored[i] = found;
             }
@@ -372,8 +406,32 @@ impl Cache {
         if !self.enabled[key.kind().index()] {
             return;
         }
-        let mut shard = self.shard(key).lock();
-        let stats = shard.stats(key.kind());
+        let index = self.shard_index(key);
+        self.count(
+            &mut self.shards[index].lock(),
+            index,
+            key.kind(),
+            requests,
+            hits,
+        );
+    }
+
+    /// Adds lookups to the figures of `shard` (number `index`), or, in no-wait mode, keeps
+    /// them until the attempt is settled ([`settle_no_wait_lookups`]).
+    fn count(&self, shard: &mut Shard, index: usize, kind: ItemKind, requests: u64, hits: u64) {
+        if crate::nowait::active() {
+            NO_WAIT_LOOKUPS.with(|pending| {
+                pending.borrow_mut().push(PendingLookups {
+                    cache: self.id,
+                    shard: index,
+                    kind,
+                    requests,
+                    hits,
+                })
+            });
+            return;
+        }
+        let stats = shard.stats(kind);
         stats.requests += requests;
         stats.hits += hits;
     }

@@ -145,6 +145,7 @@ impl<E: StoreEngine> StoreApi<E> {
             !too_large
         });
         let answered = outcome.is_ok() && !attempt.refused() && !too_large;
+        self.store.settle_in_place(answered);
         drop(attempt);
         let result = if answered { "answered" } else { "handed_off" };
         self.in_place

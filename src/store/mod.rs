@@ -333,6 +333,13 @@ pub trait StoreEngine: Send + Sync + 'static {
         false
     }
 
+    /// Ends a no-wait attempt on this thread: `answered` when its reply is the one sent,
+    /// false when the request runs again on the blocking pool (so what the attempt counted,
+    /// cache lookups, is not counted twice).
+    fn settle_in_place(&self, answered: bool) {
+        let _ = answered;
+    }
+
     /// Sorted label names and the warnings. Blocking.
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError>;
 
@@ -363,6 +370,12 @@ impl StoreEngine for BucketStore {
 
     fn answers_without_waiting(&self) -> bool {
         true
+    }
+
+    fn settle_in_place(&self, answered: bool) {
+        let mut caches = vec![&*self.cache];
+        caches.extend(self.chunk_cache.as_deref());
+        crate::cache::settle_no_wait_lookups(&caches, answered);
     }
 
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError> {

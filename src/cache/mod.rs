@@ -229,7 +229,7 @@ thread_local! {
 
 /// Settles this thread's lookups made in no-wait mode: counted in those of `caches` they were
 /// made in if the request was answered in place, forgotten if it was handed off.
-pub fn settle_no_wait_lookups(caches: &[&Cache], answered: bool) {
+pub fn settle_no_wait_lookups<'a>(caches: impl IntoIterator<Item = &'a Cache>, answered: bool) {
     let pending = NO_WAIT_LOOKUPS.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if !answered {
         return;

@@ -63,13 +63,9 @@ impl LocalBucket {
     /// object store would answer, which fails for a deleted object. That check is one `fstat`,
     /// cheaper than the path lookup of an `openat`.
     fn file(&self, path: &std::path::Path, slot: usize) -> std::io::Result<Arc<std::fs::File>> {
-        use std::os::unix::fs::MetadataExt;
         let mut held = self.open[slot].lock();
-        if let Some((p, f)) = held.as_ref() {
-            if p == path && f.metadata()?.nlink() > 0 {
-                return Ok(f.clone());
-            }
-            *held = None;
+        if let Some(f) = still_held(&held, path)? {
+            return Ok(f);
         }
         let f = Arc::new(std::fs::File::open(path)?);
         *held = Some((path.to_path_buf(), f.clone()));
@@ -79,10 +75,7 @@ impl LocalBucket {
     /// The file at `path` (whose slot is `slot`) if it is held open and its slot is free:
     /// what a thread that may not wait can read (opening a file looks its path up on disk).
     fn held_file(&self, path: &std::path::Path, slot: usize) -> Option<Arc<std::fs::File>> {
-        use std::os::unix::fs::MetadataExt;
-        let held = self.open[slot].try_lock()?;
-        let (p, f) = held.as_ref()?;
-        (p == path && f.metadata().ok()?.nlink() > 0).then(|| f.clone())
+        still_held(&*self.open[slot].try_lock()?, path).ok()?
     }
 
     /// Closes the file at `path` (whose slot is `slot`) if it is open.
@@ -92,6 +85,19 @@ impl LocalBucket {
             *held = None;
         }
     }
+}
+
+/// The file a slot holds, if it is the one at `path` and still linked (see
+/// [`LocalBucket::file`]).
+fn still_held(
+    held: &Option<OpenFile>,
+    path: &std::path::Path,
+) -> std::io::Result<Option<Arc<std::fs::File>>> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(match held {
+        Some((p, f)) if p == path && f.metadata()?.nlink() > 0 => Some(f.clone()),
+        _ => None,
+    })
 }
 
 /// A [`BucketFile`]'s object in a [`LocalBucket`].

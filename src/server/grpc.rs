@@ -67,8 +67,8 @@ pub struct StoreApi<E> {
     /// `--store.grpc.series-max-concurrency`: Series requests running at once.
     series_gate: Arc<Semaphore>,
     latency: LatencyHistograms<RequestLabels>,
-    /// Series requests tried in place, by whether they were answered there.
-    in_place: Family<InPlaceLabels, Counter>,
+    /// Series requests tried in place: answered there, and handed off to the blocking pool.
+    in_place: [Counter; 2],
 }
 
 // Not derived: that would require `E: Clone`, and only the `Arc` is cloned.
@@ -103,14 +103,14 @@ impl<E: StoreEngine> StoreApi<E> {
             "Series requests tried on the async worker without waiting, by result: answered there, or handed off to the blocking pool (something was not in memory, or the reply was large)",
             in_place.clone(),
         )?;
-        if store.answers_without_waiting() {
-            // Both series from the start, so a rate of either is never missing.
-            for result in ["answered", "handed_off"] {
-                let _ = in_place.get_or_create(&InPlaceLabels {
+        // Both series exist from the start, so a rate of either is never missing.
+        let in_place = ["answered", "handed_off"].map(|result| {
+            in_place
+                .get_or_create(&InPlaceLabels {
                     result: result.to_string(),
-                });
-            }
-        }
+                })
+                .clone()
+        });
         Ok(StoreApi {
             store,
             series_gate: Arc::new(Semaphore::new(series_max_concurrency.max(1))),
@@ -147,12 +147,7 @@ impl<E: StoreEngine> StoreApi<E> {
         let answered = outcome.is_ok() && !attempt.refused() && !too_large;
         self.store.settle_in_place(answered);
         drop(attempt);
-        let result = if answered { "answered" } else { "handed_off" };
-        self.in_place
-            .get_or_create(&InPlaceLabels {
-                result: result.to_string(),
-            })
-            .inc();
+        self.in_place[usize::from(!answered)].inc();
         answered.then_some(frames)
     }
 

@@ -336,9 +336,7 @@ pub trait StoreEngine: Send + Sync + 'static {
     /// Ends a no-wait attempt on this thread: `answered` when its reply is the one sent,
     /// false when the request runs again on the blocking pool (so what the attempt counted,
     /// cache lookups, is not counted twice).
-    fn settle_in_place(&self, answered: bool) {
-        let _ = answered;
-    }
+    fn settle_in_place(&self, _answered: bool) {}
 
     /// Sorted label names and the warnings. Blocking.
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError>;
@@ -373,9 +371,8 @@ impl StoreEngine for BucketStore {
     }
 
     fn settle_in_place(&self, answered: bool) {
-        let mut caches = vec![&*self.cache];
-        caches.extend(self.chunk_cache.as_deref());
-        crate::cache::settle_no_wait_lookups(&caches, answered);
+        let caches = std::iter::once(&*self.cache).chain(self.chunk_cache.as_deref());
+        crate::cache::settle_no_wait_lookups(caches, answered);
     }
 
     fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError> {

@@ -79,6 +79,8 @@ fn fixture(dir: PathBuf) -> Fixture {
         local_bucket: Some(bucket.clone()),
         postings_cost_model: true,
         chunk_cache_max_age: Duration::ZERO,
+        max_bucket_requests: stele::store::DEFAULT_MAX_BUCKET_REQUESTS,
+        bucket_requests_per_query: stele::store::DEFAULT_BUCKET_REQUESTS_PER_QUERY,
     };
     let cache = Arc::new(Cache::new(2 << 30));
     let store = Arc::new(BucketStore::new(

@@ -42,6 +42,8 @@ fn fixture(idle: Duration, memory_limit: u64) -> Fixture {
         local_bucket: Some(bucket.clone()),
         postings_cost_model: true,
         chunk_cache_max_age: Duration::ZERO,
+        max_bucket_requests: stele::store::DEFAULT_MAX_BUCKET_REQUESTS,
+        bucket_requests_per_query: stele::store::DEFAULT_BUCKET_REQUESTS_PER_QUERY,
     };
     let store = Arc::new(BucketStore::new(
         stele::objstore::from_yaml(&filesystem_yaml(&bucket)).unwrap(),

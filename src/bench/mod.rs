@@ -10,11 +10,14 @@
 //! - `report`: the report and its text, JSON and HTML renderings (pure).
 //! - `client`: sending one request (StoreAPI or remote read) and summing up the reply.
 //! - `process`: the child processes (store, Prometheus) and their memory.
+//! - `proxy`: `LatencyProxy`, a TCP proxy adding latency per request and stalls: a remote bucket
+//!   on loopback, for the bench and the e2e tests.
 //! - `run`: the phases of a run.
 
 pub mod client;
 pub mod latency;
 pub mod process;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod scrape;
@@ -25,7 +28,7 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use report::{render_html, render_text, Report};
-pub use run::{run, BenchConfig, Compare, Length, Target};
+pub use run::{run, BenchConfig, Compare, Length, RemoteBucket, Target};
 pub use workload::{default_workload_path, load_workload, parse_workload, Workload, WorkloadError};
 
 #[derive(Debug, Error)]

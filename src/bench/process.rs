@@ -137,14 +137,19 @@ pub struct StoreProcess {
 
 impl StoreProcess {
     /// Starts `stele store` over the bucket; `extra` are more `stele store` flags.
+    /// `exe` is the stele binary to run (default: this one).
     pub fn spawn(
+        exe: Option<&Path>,
         objstore_yaml: &str,
         data_dir: &Path,
         extra: &[String],
         log: &Path,
     ) -> Result<Self, BenchError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| BenchError::Process(format!("finding the stele executable: {e}")))?;
+        let exe = match exe {
+            Some(exe) => exe.to_path_buf(),
+            None => std::env::current_exe()
+                .map_err(|e| BenchError::Process(format!("finding the stele executable: {e}")))?,
+        };
         let (grpc, http) = (free_port()?, free_port()?);
         let mut cmd = Command::new(exe);
         cmd.arg("store")
@@ -221,6 +226,179 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), BenchError> {
         }
     }
     Ok(())
+}
+
+/// How to get s3s-fs when it is missing (what `scripts/test.sh` runs).
+pub const S3S_FS_HINT: &str = "cargo install --locked s3s-fs --version 0.14.1 --features binary";
+
+/// The S3 test server (s3s-fs) serving `blocks` (hard-linked into its data directory under
+/// `work/s3`), behind a [`LatencyProxy`] adding `latency` to every request: a remote bucket on
+/// loopback. Kept running while this lives.
+pub struct S3TestBucket {
+    _server: Managed,
+    pub proxy: std::sync::Arc<super::proxy::LatencyProxy>,
+    /// Bytes per second through the proxy, many GETs at once, measured at start.
+    pub bandwidth: f64,
+    /// Thanos objstore YAML of the bucket, through the proxy.
+    pub objstore_yaml: String,
+}
+
+impl S3TestBucket {
+    pub fn start(blocks: &[PathBuf], work: &Path, latency: Duration) -> Result<Self, BenchError> {
+        const BUCKET: &str = "stele-bench";
+        let binary = find_on_path("s3s-fs").ok_or_else(|| {
+            BenchError::Process(format!(
+                "--bucket=s3 needs the S3 test server `s3s-fs` on PATH; install it with: {S3S_FS_HINT}"
+            ))
+        })?;
+        let data = work.join("s3");
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|e| BenchError::io(&data, e))?;
+        }
+        let bucket_dir = data.join(BUCKET);
+        std::fs::create_dir_all(&bucket_dir).map_err(|e| BenchError::io(&bucket_dir, e))?;
+        let port = free_port()?;
+        let mut cmd = Command::new(binary);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "bench", "--secret-key", "benchsecret"])
+            .arg(&data)
+            .env("RUST_LOG", "warn");
+        let mut server = Managed::spawn(
+            "s3s-fs",
+            cmd,
+            &work.join("s3s-fs.log"),
+            format!("http://127.0.0.1:{port}"),
+        )?;
+        let upstream: std::net::SocketAddr = format!("127.0.0.1:{port}")
+            .parse()
+            .expect("a loopback address");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(upstream).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(server.failed(&format!("exited with {status}")));
+            }
+            if Instant::now() > deadline {
+                return Err(server.failed("did not listen within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let yaml = |endpoint: &str| {
+            format!(
+                "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: {endpoint}\n  region: us-east-1\n  \
+                 access_key: bench\n  secret_key: benchsecret\n  insecure: true\n"
+            )
+        };
+        // Uploaded, not linked into its directory: s3s-fs keeps the ETag of an object it
+        // was sent beside it, and hashes the whole file on every GET of one it was not
+        // (tens of milliseconds per chunk read, which would be measured as the bucket's).
+        let direct = crate::objstore::from_yaml(&yaml(&upstream.to_string()))
+            .map_err(|e| BenchError::Process(format!("the S3 test bucket: {e}")))?;
+        upload_blocks(direct, blocks)?;
+        let proxy = super::proxy::LatencyProxy::start(upstream, Duration::ZERO)
+            .map_err(|e| BenchError::Process(format!("starting the latency proxy: {e}")))?;
+        let objstore_yaml = yaml(&proxy.addr().to_string());
+        let bandwidth = measure_bandwidth(&objstore_yaml, blocks)?;
+        proxy.set_latency(latency);
+        Ok(S3TestBucket {
+            _server: server,
+            proxy: std::sync::Arc::new(proxy),
+            bandwidth,
+            objstore_yaml,
+        })
+    }
+}
+
+/// Bytes per second from the bucket of `yaml` for 16 GETs of 1 MiB at once from the
+/// largest chunk segment of `blocks` (or what there is of it): the bandwidth term of the
+/// bench's bucket model.
+fn measure_bandwidth(yaml: &str, blocks: &[PathBuf]) -> Result<f64, BenchError> {
+    let Some((key, len)) = blocks
+        .iter()
+        .filter_map(|b| {
+            let id = b.file_name()?.to_str()?.to_string();
+            let len = std::fs::metadata(b.join("chunks/000001")).ok()?.len();
+            Some((format!("{id}/chunks/000001"), len))
+        })
+        .max_by_key(|(_, len)| *len)
+    else {
+        return Ok(f64::INFINITY);
+    };
+    let bucket = crate::objstore::from_yaml(yaml)
+        .map_err(|e| BenchError::Process(format!("the S3 test bucket: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Process(format!("starting a runtime: {e}")))?;
+    runtime.block_on(async {
+        use object_store::ObjectStoreExt;
+        let path = object_store::path::Path::from(key);
+        let part = (1u64 << 20).min(len);
+        let ranges: Vec<std::ops::Range<u64>> = (0..16)
+            .map(|i| {
+                let start = (i * part) % (len - part + 1);
+                start..start + part
+            })
+            .collect();
+        let started = Instant::now();
+        let got = futures::future::try_join_all(
+            ranges.iter().map(|r| bucket.get_range(&path, r.clone())),
+        )
+        .await
+        .map_err(|e| BenchError::Process(format!("measuring the bucket's bandwidth: {e}")))?;
+        let bytes: usize = got.iter().map(|b| b.len()).sum();
+        Ok(bytes as f64 / started.elapsed().as_secs_f64())
+    })
+}
+
+/// Uploads each block as Thanos does: every other file first, `meta.json` last; files
+/// stream up in parts, never read whole.
+fn upload_blocks(
+    bucket: std::sync::Arc<dyn object_store::ObjectStore>,
+    blocks: &[PathBuf],
+) -> Result<(), BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Process(format!("starting a runtime: {e}")))?;
+    runtime.block_on(async {
+        for block in blocks {
+            let id = block
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| BenchError::Process(format!("{} has no name", block.display())))?;
+            let mut files = Vec::new();
+            for rel in ["chunks", ""] {
+                let dir = block.join(rel);
+                for entry in std::fs::read_dir(&dir).map_err(|e| BenchError::io(&dir, e))? {
+                    let entry = entry.map_err(|e| BenchError::io(&dir, e))?;
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if entry.path().is_file() && name != "meta.json" {
+                        files.push(if rel.is_empty() {
+                            name
+                        } else {
+                            format!("{rel}/{name}")
+                        });
+                    }
+                }
+            }
+            files.push("meta.json".into());
+            for rel in files {
+                let path = block.join(&rel);
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| BenchError::io(&path, e))?;
+                let key = object_store::path::Path::from(format!("{id}/{rel}"));
+                let mut writer = object_store::buffered::BufWriter::new(bucket.clone(), key);
+                tokio::io::copy(&mut file, &mut writer)
+                    .await
+                    .map_err(|e| BenchError::io(&path, e))?;
+                tokio::io::AsyncWriteExt::shutdown(&mut writer)
+                    .await
+                    .map_err(|e| BenchError::io(&path, e))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct Settings {
     pub warmup_rounds: u32,
     /// Idle time before each probe timed after a start (`--probe-pause`).
     pub probe_pause_ms: f64,
+    /// `--bucket=s3`: the latency added per request, and the bandwidth measured at start.
+    pub bucket_latency_ms: Option<f64>,
+    pub bucket_bandwidth_mib_s: Option<f64>,
 }
 
 /// The whole measured phase.
@@ -196,6 +199,10 @@ pub struct ProcessReport {
     pub cold_over_warm_runs: Vec<f64>,
     pub warm_restart_over_warm: Option<f64>,
     pub warm_restart_over_warm_runs: Vec<f64>,
+    /// Over a remote bucket: round trips from spawn to the first probe (listing, meta.json,
+    /// index headers), and those of the first probe after the last cold start.
+    pub start_round_trips: Option<crate::bench::proxy::RoundTrips>,
+    pub first_query_cold_round_trips: Option<crate::bench::proxy::RoundTrips>,
     /// The most resident memory the first run ever had: VmHWM, or a higher sampled VmRSS.
     pub peak_rss_bytes: u64,
     /// Highest sampled VmRSS during the measured phase.
@@ -263,6 +270,21 @@ pub struct CompareRow {
     pub prometheus_series: u64,
     pub stele_samples: u64,
     pub prometheus_samples: u64,
+    /// Over a remote bucket: what the bucket saw of the last stele run.
+    pub bucket: Option<BucketCost>,
+}
+
+/// The bucket's part of a request: round trips on its critical path (as the proxy saw
+/// them: a request sent while none was in flight starts one), bytes, and the two terms
+/// of the model `round trips x latency + bytes / bandwidth`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BucketCost {
+    pub round_trips: crate::bench::proxy::RoundTrips,
+    /// GETs the request sent.
+    pub requests: u64,
+    pub mib: f64,
+    pub round_trips_ms: f64,
+    pub transfer_ms: f64,
 }
 
 impl Report {
@@ -457,6 +479,17 @@ pub fn render_text(r: &Report) -> String {
                 ),
                 ratio(p.warm_restart_over_warm),
             ],
+            vec![
+                "bucket round trips, start to first probe".into(),
+                round_trips(p.start_round_trips),
+            ],
+            vec![
+                format!(
+                    "bucket round trips of the first {} after a cold start",
+                    p.probe
+                ),
+                round_trips(p.first_query_cold_round_trips),
+            ],
             vec!["peak RSS (VmHWM)".into(), mib(p.peak_rss_bytes)],
             vec![
                 "peak RSS, measured phase".into(),
@@ -477,33 +510,73 @@ pub fn render_text(r: &Report) -> String {
             "\nstele vs Prometheus remote read ({}), medians of {} interleaved rounds:",
             c.prometheus_url, c.rounds
         );
+        let remote = c.rows.iter().any(|r| r.bucket.is_some());
         let rows: Vec<Vec<String>> = c
             .rows
             .iter()
             .map(|row| {
-                vec![
+                let mut cells = vec![
                     row.name.clone(),
                     format!("{:.2}", row.stele_median_ms),
                     format!("{:.2}", row.prometheus_median_ms),
                     format!("{:.2}", row.ratio),
                     format!("{}/{}", row.stele_series, row.prometheus_series),
                     format!("{}/{}", row.stele_samples, row.prometheus_samples),
-                ]
+                ];
+                if let Some(b) = row.bucket.filter(|_| remote) {
+                    cells.push(round_trips(Some(b.round_trips)));
+                    cells.push(b.requests.to_string());
+                    cells.push(format!("{:.1}", b.mib));
+                    cells.push(format!(
+                        "{:.0} + {:.0} = {:.0}",
+                        b.round_trips_ms,
+                        b.transfer_ms,
+                        b.round_trips_ms + b.transfer_ms
+                    ));
+                }
+                cells
             })
             .collect();
-        out.push_str(&text_table(
-            &[
-                "request",
-                "stele ms",
-                "prometheus ms",
-                "ratio",
-                "series s/p",
-                "samples s/p",
-            ],
-            &rows,
-        ));
+        let mut head = vec![
+            "request",
+            "stele ms",
+            "prometheus ms",
+            "ratio",
+            "series s/p",
+            "samples s/p",
+        ];
+        if remote {
+            head.extend([
+                "bucket round trips",
+                "GETs",
+                "MiB",
+                "RT x latency + MiB / bw, ms",
+            ]);
+        }
+        out.push_str(&text_table(&head, &rows));
+        if let (true, Some(lat), Some(bw)) = (
+            remote,
+            r.settings.bucket_latency_ms,
+            r.settings.bucket_bandwidth_mib_s,
+        ) {
+            let _ = writeln!(
+                out,
+                "bucket: {lat:.0} ms per request, {bw:.0} MiB/s; round trips as the proxy saw them (index/chunks) in the last stele round"
+            );
+        }
     }
     out
+}
+
+/// `3 (index 2, chunks 1)`, or `-`.
+fn round_trips(rt: Option<crate::bench::proxy::RoundTrips>) -> String {
+    match rt {
+        Some(rt) => format!(
+            "{} (index {}, chunks {}, other {})",
+            rt.all, rt.index, rt.chunks, rt.other
+        ),
+        None => "-".into(),
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -676,6 +749,8 @@ mod tests {
                 request_count: Some(14),
                 warmup_rounds: 1,
                 probe_pause_ms: 100.0,
+                bucket_latency_ms: None,
+                bucket_bandwidth_mib_s: None,
             },
             totals: Totals::from_rows(&rows, 2.0),
             requests: rows,

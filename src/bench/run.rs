@@ -14,8 +14,8 @@ use super::client::{connect, remote_read_request, served_span, store_request, Ou
 use super::latency::{median, Latencies};
 use super::process::{link_blocks, spawn_prometheus, Managed, StoreProcess};
 use super::report::{
-    rss_growth, CompareRow, Comparison, OverFetch, ProcessReport, Report, RequestReport, RssPoint,
-    SectionBytes, Settings, TargetReport, Totals,
+    rss_growth, BucketCost, CompareRow, Comparison, OverFetch, ProcessReport, Report,
+    RequestReport, RssPoint, SectionBytes, Settings, TargetReport, Totals,
 };
 use super::scrape::{bucket_fetched_bytes, cache_figures, Scrape};
 use super::workload::{RequestKind, RequestSpec, Workload};
@@ -81,6 +81,56 @@ pub struct BenchConfig {
     pub work_dir: PathBuf,
     /// How often the store's RSS is sampled.
     pub rss_interval: Duration,
+    /// The stele binary started as the store (default: this one), to measure another build
+    /// on the same harness.
+    pub store_exe: Option<PathBuf>,
+    /// The remote bucket on loopback the store reads (`--bucket=s3`), whose proxy counts the
+    /// round trips.
+    pub remote: Option<RemoteBucket>,
+}
+
+/// The S3 test server's proxy, and what the report models a request's bucket time with.
+#[derive(Debug, Clone)]
+pub struct RemoteBucket {
+    pub proxy: Arc<super::proxy::LatencyProxy>,
+    pub latency: Duration,
+    /// Bytes per second the server gives many GETs at once, measured at start.
+    pub bandwidth: f64,
+}
+
+impl RemoteBucket {
+    /// Runs `f`, returning its output with the round trips and bytes the bucket saw meanwhile.
+    async fn observe<T>(&self, f: impl std::future::Future<Output = T>) -> (T, RoundTripsSeen) {
+        let (rt, bytes, requests) = (
+            self.proxy.round_trips(),
+            self.proxy.bytes().1,
+            self.proxy.requests(),
+        );
+        let out = f.await;
+        let seen = RoundTripsSeen {
+            round_trips: self.proxy.round_trips() - rt,
+            bytes: self.proxy.bytes().1 - bytes,
+            requests: self.proxy.requests() - requests,
+        };
+        (out, seen)
+    }
+
+    /// What the bucket alone costs a request: its round trips on the critical path times
+    /// the latency, plus its bytes over the bandwidth, in milliseconds.
+    fn model_ms(&self, seen: &RoundTripsSeen) -> (f64, f64) {
+        (
+            seen.round_trips.all as f64 * ms(self.latency),
+            seen.bytes as f64 / self.bandwidth.max(1.0) * 1e3,
+        )
+    }
+}
+
+/// What the bucket saw of one request.
+#[derive(Debug, Clone, Copy, Default)]
+struct RoundTripsSeen {
+    round_trips: super::proxy::RoundTrips,
+    bytes: u64,
+    requests: u64,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -286,11 +336,20 @@ async fn first_then_warm(
     config: &BenchConfig,
     probe: usize,
     span: (i64, i64),
+    first_round_trips: &mut Option<super::proxy::RoundTrips>,
 ) -> Result<(f64, f64), BenchError> {
     let spec = &config.workload.requests[probe];
     let pause = || tokio::time::sleep(config.probe_pause);
     pause().await;
-    let first = ms(timed(client, spec, span).await?.latency);
+    let first = match &config.remote {
+        Some(remote) => {
+            let (outcome, seen) = remote.observe(timed(client, spec, span)).await;
+            *first_round_trips = Some(seen.round_trips);
+            outcome?
+        }
+        None => timed(client, spec, span).await?,
+    };
+    let first = ms(first.latency);
     let mut warm = Vec::new();
     for _ in 0..config.probe_runs.max(1) {
         pause().await;
@@ -299,20 +358,30 @@ async fn first_then_warm(
     Ok((first, median(&warm)))
 }
 
-/// Starts `stele store` on `data_dir` (emptied first when `wipe`); returns it with the ms
-/// from spawn to /-/ready.
+/// Starts `stele store` (the target of `config`, which must be [`Target::Start`]) on
+/// `data_dir` (emptied first when `wipe`); returns it with the ms from spawn to /-/ready.
 async fn start_store(
-    objstore_yaml: &str,
-    store_args: &[String],
+    config: &BenchConfig,
     data_dir: &std::path::Path,
     wipe: bool,
     log: &std::path::Path,
 ) -> Result<(StoreProcess, f64), BenchError> {
+    let Target::Start {
+        objstore_yaml,
+        store_args,
+        ..
+    } = &config.target
+    else {
+        return Err(BenchError::Process(
+            "no store to start: the target is running".into(),
+        ));
+    };
     if wipe && data_dir.exists() {
         std::fs::remove_dir_all(data_dir).map_err(|e| BenchError::io(data_dir, e))?;
     }
     let started = Instant::now();
-    let mut s = StoreProcess::spawn(objstore_yaml, data_dir, store_args, log)?;
+    let exe = config.store_exe.as_deref();
+    let mut s = StoreProcess::spawn(exe, objstore_yaml, data_dir, store_args, log)?;
     let ready = s.process.wait_ready(started, READY_TIMEOUT).await?;
     Ok((s, ms(ready)))
 }
@@ -334,19 +403,15 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
 
     // Start (or reach) the store.
     let mut process_report = None;
+    let mut start_round_trips = None;
     let mut store: Option<StoreProcess> = None;
     let (mut grpc, mut http) = match &config.target {
-        Target::Start {
-            objstore_yaml,
-            store_args,
-            keep_data_dir,
-            ..
-        } => {
+        Target::Start { keep_data_dir, .. } => {
             bar.set_message("starting stele store");
             let data_dir = config.work_dir.join("store-data");
             let log = config.work_dir.join("store.log");
-            let (s, ready) =
-                start_store(objstore_yaml, store_args, &data_dir, !keep_data_dir, &log).await?;
+            start_round_trips = config.remote.as_ref().map(|r| r.proxy.round_trips());
+            let (s, ready) = start_store(config, &data_dir, !keep_data_dir, &log).await?;
             process_report = Some(ProcessReport {
                 start_to_ready_cold_runs_ms: vec![ready],
                 probe: workload.requests[probe].name.clone(),
@@ -367,18 +432,21 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
         .collect();
     let mut probe_client = connect(&grpc).await?;
     // The first probe after each cold start; the last start is the store measured below.
-    if let (
-        Some(p),
-        Target::Start {
-            objstore_yaml,
-            store_args,
-            keep_data_dir,
-            ..
-        },
-    ) = (process_report.as_mut(), &config.target)
+    if let (Some(p), Target::Start { keep_data_dir, .. }) =
+        (process_report.as_mut(), &config.target)
     {
         bar.set_message(format!("first {} after start", p.probe));
-        let (first, warm) = first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
+        if let (Some(remote), Some(at_spawn)) = (&config.remote, start_round_trips) {
+            p.start_round_trips = Some(remote.proxy.round_trips() - at_spawn);
+        }
+        let (first, warm) = first_then_warm(
+            &mut probe_client,
+            config,
+            probe,
+            spans[probe],
+            &mut p.first_query_cold_round_trips,
+        )
+        .await?;
         p.first_query_cold_runs_ms.push(first);
         p.cold_over_warm_runs.push(first / warm.max(1e-9));
         let data_dir = config.work_dir.join("store-data");
@@ -388,13 +456,18 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
             if let Some(s) = store.take() {
                 s.process.stop(STOP_GRACE);
             }
-            let (s, ready) =
-                start_store(objstore_yaml, store_args, &data_dir, !keep_data_dir, &log).await?;
+            let (s, ready) = start_store(config, &data_dir, !keep_data_dir, &log).await?;
             (grpc, http) = (s.grpc.clone(), Some(s.process.http.clone()));
             store = Some(s);
             probe_client = connect(&grpc).await?;
-            let (first, warm) =
-                first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
+            let (first, warm) = first_then_warm(
+                &mut probe_client,
+                config,
+                probe,
+                spans[probe],
+                &mut p.first_query_cold_round_trips,
+            )
+            .await?;
             p.start_to_ready_cold_runs_ms.push(ready);
             p.first_query_cold_runs_ms.push(first);
             p.cold_over_warm_runs.push(first / warm.max(1e-9));
@@ -550,33 +623,20 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
     }
     drop(clients);
 
-    if let (
-        Some(s),
-        Some(p),
-        Target::Start {
-            objstore_yaml,
-            store_args,
-            ..
-        },
-    ) = (store.take(), process_report.as_mut(), &config.target)
+    if let (Some(s), Some(p), Target::Start { .. }) =
+        (store.take(), process_report.as_mut(), &config.target)
     {
         let mut s = s;
         for run in 0..config.start_runs.max(1) {
             bar.set_message(format!("warm restart {}", run + 1));
             s.process.stop(STOP_GRACE);
             let log = config.work_dir.join("store-restart.log");
-            let (next, ready) = start_store(
-                objstore_yaml,
-                store_args,
-                &config.work_dir.join("store-data"),
-                false,
-                &log,
-            )
-            .await?;
+            let (next, ready) =
+                start_store(config, &config.work_dir.join("store-data"), false, &log).await?;
             s = next;
             probe_client = connect(&s.grpc).await?;
             let (first, warm) =
-                first_then_warm(&mut probe_client, config, probe, spans[probe]).await?;
+                first_then_warm(&mut probe_client, config, probe, spans[probe], &mut None).await?;
             p.start_to_ready_warm_runs_ms.push(ready);
             p.first_query_warm_restart_runs_ms.push(first);
             p.warm_restart_over_warm_runs.push(first / warm.max(1e-9));
@@ -627,6 +687,11 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
             },
             warmup_rounds: config.warmup_rounds,
             probe_pause_ms: ms(config.probe_pause),
+            bucket_latency_ms: config.remote.as_ref().map(|r| ms(r.latency)),
+            bucket_bandwidth_mib_s: config
+                .remote
+                .as_ref()
+                .map(|r| r.bandwidth / (1 << 20) as f64),
         },
         totals: Totals::from_rows(&requests, elapsed.as_secs_f64()),
         requests,
@@ -676,8 +741,16 @@ async fn compare(
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let (mut sa, mut sb) = (Outcome::default(), Outcome::default());
         // Round 0 warms both up and is not counted.
+        let mut seen = None;
         for round in 0..=rounds {
-            let x = timed(stele, spec, (min, max)).await?;
+            let x = match &config.remote {
+                Some(remote) => {
+                    let (x, s) = remote.observe(timed(stele, spec, (min, max))).await;
+                    seen = Some(s);
+                    x?
+                }
+                None => timed(stele, spec, (min, max)).await?,
+            };
             let y = remote_read_request(&remote, spec, min, max).await?;
             if round > 0 {
                 a.push(ms(x.latency));
@@ -698,6 +771,16 @@ async fn compare(
             prometheus_series: sb.series,
             stele_samples: sa.samples,
             prometheus_samples: sb.samples,
+            bucket: config.remote.as_ref().zip(seen).map(|(remote, seen)| {
+                let (waits_ms, transfer_ms) = remote.model_ms(&seen);
+                BucketCost {
+                    round_trips: seen.round_trips,
+                    requests: seen.requests,
+                    mib: seen.bytes as f64 / (1 << 20) as f64,
+                    round_trips_ms: waits_ms,
+                    transfer_ms,
+                }
+            }),
         });
     }
     let url = prometheus.http.clone();

@@ -10,11 +10,11 @@
 //! [`DOWN_BACKOFF`], so an unreachable memcached costs each query at most one timeout a second
 //! rather than one per lookup.
 
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -400,7 +400,7 @@ struct SetJob {
 /// The client. Dropping it stops the background setters once their queue is drained.
 pub struct MemcachedClient {
     inner: Arc<Inner>,
-    queue: SyncSender<SetJob>,
+    queue: Sender<SetJob>,
 }
 
 impl std::fmt::Debug for MemcachedClient {
@@ -434,8 +434,7 @@ impl MemcachedClient {
             log: LogLimiter::default(),
             config,
         });
-        let (queue, jobs) = sync_channel(inner.config.max_async_buffer_size);
-        let jobs = Arc::new(std::sync::Mutex::new(jobs));
+        let (queue, jobs) = bounded(inner.config.max_async_buffer_size);
         for i in 0..inner.config.max_async_concurrency.max(1) {
             let inner = inner.clone();
             let jobs = jobs.clone();
@@ -648,12 +647,9 @@ impl Inner {
         result
     }
 
-    fn run_setter(&self, jobs: &std::sync::Mutex<Receiver<SetJob>>) {
-        loop {
-            let job = match jobs.lock().map(|rx| rx.recv()) {
-                Ok(Ok(job)) => job,
-                _ => return,
-            };
+    /// A setter thread: takes jobs until the client is dropped (the queue is then drained).
+    fn run_setter(&self, jobs: &Receiver<SetJob>) {
+        for job in jobs {
             let _ = self.set(&job.key, &job.value, job.expiry);
             self.metrics.queued.dec();
         }

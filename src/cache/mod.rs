@@ -10,7 +10,9 @@
 //! Either may be backed by memcached as a second level shared by several stores.
 //!
 //! The LRU is split into shards, each behind its own lock, so concurrent queries rarely wait
-//! on each other. Every shard holds at most its share of the budget; accounting is exact
+//! on each other. A lock is held for a few map operations, never across I/O; a thread in
+//! no-wait mode ([`crate::nowait`]) only tries it, and takes a busy shard as a miss. The
+//! figures are atomics beside each shard's lock, so `/metrics` reads them without waiting. Every shard holds at most its share of the budget; accounting is exact
 //! (key bytes, stored value bytes and a fixed per-entry overhead), so `stele_index_cache_bytes`
 //! is what the cache really holds. An item larger than a shard's share is not cached at all.
 //! Large values may be held zstd-compressed ([`codec`]); the accounting counts what is held.
@@ -27,6 +29,7 @@ pub mod series_pages;
 pub mod snapshot;
 
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -167,8 +170,7 @@ impl CacheKey {
     }
 }
 
-/// Figures of one item kind. Kept per shard under the shard's lock (no shared atomics for
-/// threads to fight over) and summed when asked for.
+/// Figures of one item kind, summed over the shards.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct KindStats {
     pub requests: u64,
@@ -192,24 +194,77 @@ impl std::ops::AddAssign for KindStats {
     }
 }
 
+/// [`KindStats`] of one shard, updated by whoever holds (or just released) its lock and read
+/// by `/metrics` without it.
+#[derive(Debug, Default)]
+struct KindCounters {
+    requests: AtomicU64,
+    hits: AtomicU64,
+    added: AtomicU64,
+    evicted: AtomicU64,
+    too_large: AtomicU64,
+    bytes: AtomicU64,
+    items: AtomicU64,
+}
+
+impl KindCounters {
+    fn read(&self) -> KindStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        KindStats {
+            requests: load(&self.requests),
+            hits: load(&self.hits),
+            added: load(&self.added),
+            evicted: load(&self.evicted),
+            too_large: load(&self.too_large),
+            bytes: load(&self.bytes),
+            items: load(&self.items),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A shard: its LRU behind a lock, and its figures beside it. Aligned so two shards' hot
+/// lines are never shared.
+#[repr(align(128))]
+struct ShardSlot {
+    lru: Mutex<Shard>,
+    stats: [KindCounters; ItemKind::ALL.len()],
+}
+
+impl ShardSlot {
+    fn stats(&self, kind: ItemKind) -> &KindCounters {
+        &self.stats[kind.index()]
+    }
+
+    /// The shard's LRU, locked; in no-wait mode only if nobody holds it (else `None`, and the
+    /// attempt is refused).
+    fn lock(&self) -> Option<parking_lot::MutexGuard<'_, Shard>> {
+        if crate::nowait::active() {
+            let guard = self.lru.try_lock();
+            if guard.is_none() {
+                crate::nowait::refuse();
+            }
+            guard
+        } else {
+            Some(self.lru.lock())
+        }
+    }
+
+    /// Accounts for an entry leaving the shard (whose lock `shard` is).
+    fn forget(&self, shard: &mut Shard, kind: ItemKind, size: u64) {
+        shard.bytes -= size;
+        let stats = self.stats(kind);
+        stats.bytes.fetch_sub(size, Ordering::Relaxed);
+        stats.items.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Shard {
     lru: LruCache<CacheKey, Stored>,
     bytes: u64,
-    stats: [KindStats; ItemKind::ALL.len()],
-}
-
-impl Shard {
-    fn stats(&mut self, kind: ItemKind) -> &mut KindStats {
-        &mut self.stats[kind.index()]
-    }
-
-    /// Accounts for an entry leaving the shard.
-    fn forget(&mut self, kind: ItemKind, size: u64) {
-        self.bytes -= size;
-        let stats = self.stats(kind);
-        stats.bytes -= size;
-        stats.items -= 1;
-    }
 }
 
 /// Lookups a request made in no-wait mode ([`crate::nowait`]), counted in the hit figures only
@@ -236,9 +291,9 @@ pub fn settle_no_wait_lookups<'a>(caches: impl IntoIterator<Item = &'a Cache>, a
     }
     for cache in caches {
         for p in pending.iter().filter(|p| p.cache == cache.id) {
-            let stats = &mut cache.shards[p.shard].lock().stats[p.kind.index()];
-            stats.requests += p.requests;
-            stats.hits += p.hits;
+            let stats = cache.shards[p.shard].stats(p.kind);
+            bump(&stats.requests, p.requests);
+            bump(&stats.hits, p.hits);
         }
     }
 }
@@ -246,7 +301,7 @@ pub fn settle_no_wait_lookups<'a>(caches: impl IntoIterator<Item = &'a Cache>, a
 pub struct Cache {
     /// Tells this cache's pending no-wait lookups from another's.
     id: u64,
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<ShardSlot>,
     shard_budget: u64,
     hasher: std::collections::hash_map::RandomState,
     options: CacheOptions,
@@ -283,12 +338,12 @@ impl Cache {
         Cache {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
+                .map(|_| ShardSlot {
+                    lru: Mutex::new(Shard {
                         lru: LruCache::unbounded(),
                         bytes: 0,
-                        stats: Default::default(),
-                    })
+                    }),
+                    stats: Default::default(),
                 })
                 .collect(),
             shard_budget: options.max_bytes / SHARDS as u64,
@@ -315,7 +370,7 @@ impl Cache {
     pub fn stats(&self, kind: ItemKind) -> KindStats {
         let mut sum = KindStats::default();
         for shard in &self.shards {
-            sum += shard.lock().stats[kind.index()];
+            sum += shard.stats(kind).read();
         }
         sum
     }
@@ -324,7 +379,7 @@ impl Cache {
         (self.hasher.hash_one(key) % SHARDS as u64) as usize
     }
 
-    fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
+    fn shard(&self, key: &CacheKey) -> &ShardSlot {
         &self.shards[self.shard_index(key)]
     }
 
@@ -384,13 +439,15 @@ impl Cache {
         by_shard.sort_unstable();
         let mut stored: Vec<Option<Stored>> = vec![None; keys.len()];
         for group in by_shard.chunk_by(|a, b| a.0 == b.0) {
-            let mut shard = self.shards[group[0].0].lock();
+            let Some(mut shard) = self.shards[group[0].0].lock() else {
+                continue; // busy, in no-wait mode: misses
+            };
             for &(shard_index, i) in group {
                 let key = &keys[i];
                 let found = shard.lru.get(key).cloned();
                 if count {
                     let hits = u64::from(found.is_some());
-                    self.count(&mut shard, shard_index, key.kind(), 1, hits);
+                    self.count(shard_index, key.kind(), 1, hits);
                 }
                 stored[i] = found;
             }
@@ -406,19 +463,12 @@ impl Cache {
         if !self.enabled[key.kind().index()] {
             return;
         }
-        let index = self.shard_index(key);
-        self.count(
-            &mut self.shards[index].lock(),
-            index,
-            key.kind(),
-            requests,
-            hits,
-        );
+        self.count(self.shard_index(key), key.kind(), requests, hits);
     }
 
-    /// Adds lookups to the figures of `shard` (number `index`), or, in no-wait mode, keeps
-    /// them until the attempt is settled ([`settle_no_wait_lookups`]).
-    fn count(&self, shard: &mut Shard, index: usize, kind: ItemKind, requests: u64, hits: u64) {
+    /// Adds lookups to the figures of shard `index`, or, in no-wait mode, keeps them until
+    /// the attempt is settled ([`settle_no_wait_lookups`]).
+    fn count(&self, index: usize, kind: ItemKind, requests: u64, hits: u64) {
         if crate::nowait::active() {
             NO_WAIT_LOOKUPS.with(|pending| {
                 pending.borrow_mut().push(PendingLookups {
@@ -431,9 +481,9 @@ impl Cache {
             });
             return;
         }
-        let stats = shard.stats(kind);
-        stats.requests += requests;
-        stats.hits += hits;
+        let stats = self.shards[index].stats(kind);
+        bump(&stats.requests, requests);
+        bump(&stats.hits, hits);
     }
 
     /// The longest value `key` can be cached with: its shard's share of the budget less the
@@ -486,7 +536,7 @@ impl Cache {
             .shards
             .iter()
             .map(|s| {
-                let shard = s.lock();
+                let shard = s.lru.lock();
                 shard
                     .lru
                     .iter()
@@ -503,43 +553,51 @@ impl Cache {
         out
     }
 
+    /// In no-wait mode, a busy shard is not waited for: the value is not kept.
     fn put_local(&self, key: CacheKey, value: Stored) {
         let kind = key.kind();
         let size = entry_size(&key, &value);
         let key_size = key.size();
-        let mut shard = self.shard(&key).lock();
+        let slot = self.shard(&key);
         let max_item = self.options.max_item_bytes;
         if size > self.shard_budget || (max_item > 0 && value.len() as u64 > max_item) {
-            shard.stats(kind).too_large += 1;
+            bump(&slot.stats(kind).too_large, 1);
             return;
         }
+        let Some(mut shard) = slot.lock() else {
+            return;
+        };
         if let Some(old) = shard.lru.put(key, value) {
-            shard.forget(kind, key_size + old.len() as u64 + ENTRY_OVERHEAD);
+            slot.forget(
+                &mut shard,
+                kind,
+                key_size + old.len() as u64 + ENTRY_OVERHEAD,
+            );
         }
         shard.bytes += size;
-        let stats = shard.stats(kind);
-        stats.bytes += size;
-        stats.items += 1;
-        stats.added += 1;
+        let stats = slot.stats(kind);
+        bump(&stats.bytes, size);
+        bump(&stats.items, 1);
+        bump(&stats.added, 1);
         while shard.bytes > self.shard_budget {
             let Some((k, v)) = shard.lru.pop_lru() else {
                 break;
             };
-            shard.forget(k.kind(), entry_size(&k, &v));
-            shard.stats(k.kind()).evicted += 1;
+            slot.forget(&mut shard, k.kind(), entry_size(&k, &v));
+            bump(&slot.stats(k.kind()).evicted, 1);
         }
     }
 
-    /// Bytes held, all kinds.
+    /// Bytes held, all kinds. Never waits.
     pub fn bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.lock().bytes).sum()
+        ItemKind::ALL.iter().map(|&k| self.stats(k).bytes).sum()
     }
 
     /// Drops every entry of `block` from memory (when it stops being served). memcached's
     /// copies expire on their own: a block's contents never change, so they stay right.
     pub fn remove_block(&self, block: Ulid) {
-        for shard in &self.shards {
-            let mut shard = shard.lock();
+        for slot in &self.shards {
+            let mut shard = slot.lru.lock();
             let doomed: Vec<CacheKey> = shard
                 .lru
                 .iter()
@@ -548,7 +606,7 @@ impl Cache {
                 .collect();
             for k in doomed {
                 if let Some(v) = shard.lru.pop(&k) {
-                    shard.forget(k.kind(), entry_size(&k, &v));
+                    slot.forget(&mut shard, k.kind(), entry_size(&k, &v));
                 }
             }
         }

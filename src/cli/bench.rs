@@ -11,6 +11,16 @@ use crate::block::list_blocks;
 use crate::gen::load_profile;
 use crate::model::time::parse_duration;
 
+/// Where the store started by the bench reads the local blocks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBucket {
+    /// A FILESYSTEM bucket over the blocks' directory.
+    Filesystem,
+    /// The S3 test server (s3s-fs) over the blocks, behind `--bucket-latency` per request: a
+    /// remote bucket on loopback.
+    S3,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
@@ -28,6 +38,12 @@ pub struct BenchArgs {
     /// A local directory of blocks to serve instead of a profile.
     #[arg(long, value_name = "DIR")]
     pub blocks_dir: Option<PathBuf>,
+    /// How the local blocks (a profile's or --blocks-dir) reach the store.
+    #[arg(long, value_enum, default_value = "filesystem")]
+    pub bucket: BenchBucket,
+    /// With --bucket=s3: the latency added to every request to the S3 server.
+    #[arg(long, default_value = "40ms", value_parser = parse_duration)]
+    pub bucket_latency: Duration,
     /// Thanos objstore YAML of an existing bucket to serve instead of local blocks.
     #[arg(long = "objstore.config-file", value_name = "FILE")]
     pub objstore_config_file: Option<PathBuf>,
@@ -73,6 +89,10 @@ pub struct BenchArgs {
     /// --index-cache-size of the store started (base 2, like Thanos).
     #[arg(long = "index-cache-size", default_value = "250MB")]
     pub index_cache_size: String,
+    /// The stele binary to start as the store [default: this one]: another build measured on
+    /// the same harness, for side-by-side runs.
+    #[arg(long, value_name = "FILE")]
+    pub store_exe: Option<PathBuf>,
     /// More flags for the store started, e.g. --store-arg=--store.grpc.series-max-concurrency=64.
     #[arg(long = "store-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub store_args: Vec<String>,
@@ -158,6 +178,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, None, None) => Some(profile_blocks(&args)?),
         _ => None,
     };
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        crate::gen::profile::profiles_dir()
+            .join("generated")
+            .join("bench-work")
+    });
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("creating the work dir {}", work_dir.display()))?;
+    // Kept until the run ends: the S3 server and its proxy.
+    let s3 = match (args.bucket, &local_blocks, &args.objstore_config_file) {
+        (BenchBucket::S3, Some(dir), None) if args.grpc_address.is_none() => {
+            Some(bench::process::S3TestBucket::start(
+                &list_blocks(dir)?,
+                &work_dir,
+                args.bucket_latency,
+            )?)
+        }
+        (BenchBucket::S3, _, _) => {
+            anyhow::bail!("--bucket=s3 serves local blocks (a profile or --blocks-dir) through a store it starts")
+        }
+        (BenchBucket::Filesystem, _, _) => None,
+    };
     let target = match &args.grpc_address {
         Some(grpc) => Target::Running {
             grpc: grpc.clone(),
@@ -165,6 +206,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         None => {
             let (objstore_yaml, data) = match (&args.objstore_config_file, &local_blocks) {
+                (None, Some(dir)) if s3.is_some() => (
+                    s3.as_ref()
+                        .map(|s| s.objstore_yaml.clone())
+                        .unwrap_or_default(),
+                    format!(
+                        "{} through s3s-fs, {:?} per request",
+                        dir.display(),
+                        args.bucket_latency
+                    ),
+                ),
                 (Some(file), _) => (
                     std::fs::read_to_string(file).with_context(|| {
                         format!("reading --objstore.config-file {}", file.display())
@@ -211,12 +262,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         probe_pause: args.probe_pause,
         start_runs: args.start_runs,
         compare,
-        work_dir: args.work_dir.clone().unwrap_or_else(|| {
-            crate::gen::profile::profiles_dir()
-                .join("generated")
-                .join("bench-work")
-        }),
+        work_dir,
         rss_interval: args.rss_interval,
+        store_exe: args.store_exe.clone(),
+        remote: s3.as_ref().map(|s| bench::RemoteBucket {
+            proxy: s.proxy.clone(),
+            latency: args.bucket_latency,
+            bandwidth: s.bandwidth,
+        }),
     };
 
     let bar = super::progress_bar(
@@ -232,6 +285,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?
         .block_on(bench::run(&config, &bar));
     bar.finish_and_clear();
+    drop(s3);
     let report = report?;
 
     match args.output {

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::model::time::parse_duration;
 use crate::prom::PrometheusClient;
 use crate::server::grpc::StoreApi;
-use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
+use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown, Watchdog};
 use crate::sidecar::metrics::SidecarCollector;
 use crate::sidecar::shipper::DEFAULT_PART_SIZE;
 use crate::sidecar::{PrometheusStore, Shipper, ShipperConfig};
@@ -137,16 +137,11 @@ async fn serve(args: SidecarArgs) -> anyhow::Result<()> {
     });
     let readiness = Readiness::new();
     readiness.set_not_ready("Prometheus has not answered yet");
-    let state = HttpState {
-        component: "sidecar",
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-    };
-    let http = tokio::spawn(
-        HttpServer::bind(http_addr, state)
-            .await?
-            .serve(shutdown.clone()),
-    );
+    let watchdog = Watchdog::start(&tokio::runtime::Handle::current(), &metrics)?;
+    let state =
+        HttpState::new("sidecar", metrics.clone(), readiness.clone()).with_watchdog(watchdog);
+    // Probes and scrapes on a thread of their own: they never queue behind query work.
+    let http = HttpServer::bind(http_addr, state)?.serve_on_own_thread(shutdown.clone())?;
 
     let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
     let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
@@ -186,7 +181,7 @@ async fn serve(args: SidecarArgs) -> anyhow::Result<()> {
     grpc.await
         .context("gRPC server task")?
         .context("gRPC server")?;
-    http.await.context("HTTP server task")??;
+    http.await.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
 }

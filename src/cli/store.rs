@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::size::parse_size;
 use crate::model::time::{parse_duration, TimeBound};
 use crate::server::grpc::StoreApi;
-use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
+use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown, Watchdog};
 use crate::store::{BucketStore, Limits, StoreCollector, StoreConfig};
 
 #[derive(Debug, Args)]
@@ -141,8 +141,10 @@ pub struct StoreArgs {
         action = clap::ArgAction::Set
     )]
     pub index_cache_snapshot: bool,
-    /// Bytes of the in-memory chunk cache (chunk records of recent data, apart from the index
-    /// cache), e.g. 512MB; 0: no chunk cache unless --store.caching-bucket.config sets one.
+    /// Bytes of the in-memory chunk cache (chunk records, apart from the index cache), e.g.
+    /// 256MB; 0: no chunk cache unless --store.caching-bucket.config sets one. Off by
+    /// default, so a pod switched from Thanos keeps its memory; stores that serve dashboards
+    /// over an object-store bucket want it on (docs/PERFORMANCE.md, "the chunk cache").
     #[arg(long = "store.chunk-cache-size", default_value = "0", value_parser = parse_size)]
     pub chunk_cache_size: u64,
     /// Chunks whose data ended longer ago than this skip the chunk cache (so one long-range
@@ -174,6 +176,27 @@ pub struct StoreArgs {
     /// Series requests served at once; more wait.
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     pub series_max_concurrency: usize,
+    /// Ranged GETs the store has in flight to the bucket at most, all requests together
+    /// (0: unbounded).
+    #[arg(long = "store.max-bucket-requests", default_value_t = crate::store::DEFAULT_MAX_BUCKET_REQUESTS)]
+    pub max_bucket_requests: usize,
+    /// Ranged GETs one request has in flight at most: a large request keeps this many
+    /// going, so its time approaches its round trips x the latency plus its bytes over
+    /// the bandwidth.
+    #[arg(
+        long = "store.max-bucket-requests-per-query",
+        default_value_t = crate::store::DEFAULT_BUCKET_REQUESTS_PER_QUERY,
+        value_parser = at_least_one
+    )]
+    pub bucket_requests_per_query: usize,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The YAML of a flag pair `--NAME` (inline) / `--NAME-file`, with which flag gave it (to
@@ -379,6 +402,8 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
         local_bucket: bucket_config.local_directory(),
         postings_cost_model: args.lazy_expanded_postings,
         chunk_cache_max_age: args.chunk_cache_max_age,
+        max_bucket_requests: args.max_bucket_requests,
+        bucket_requests_per_query: args.bucket_requests_per_query,
     };
     let store = Arc::new(BucketStore::new(
         bucket,
@@ -391,16 +416,10 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     metrics.register_collector(StoreCollector(store.clone()));
     let readiness = Readiness::new();
     readiness.set_not_ready("the first block sync has not completed");
-    let state = HttpState {
-        component: "store",
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-    };
-    let http = tokio::spawn(
-        HttpServer::bind(http_addr, state)
-            .await?
-            .serve(shutdown.clone()),
-    );
+    let watchdog = Watchdog::start(&tokio::runtime::Handle::current(), &metrics)?;
+    let state = HttpState::new("store", metrics.clone(), readiness.clone()).with_watchdog(watchdog);
+    // Probes and scrapes on a thread of their own: they never queue behind query work.
+    let http = HttpServer::bind(http_addr, state)?.serve_on_own_thread(shutdown.clone())?;
 
     // Serve gRPC right away (Info says "not ready" until the first sync is done), then sync.
     let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
@@ -463,7 +482,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     grpc.await
         .context("gRPC server task")?
         .context("gRPC server")?;
-    http.await.context("HTTP server task")??;
+    http.await.context("HTTP server")?;
     // Record which indexes are open, so the next start reopens them before the first query.
     let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
     if let Some(path) = cache_snapshot {

@@ -2,8 +2,9 @@
 //!
 //! Opening an index reads its header bytes, its TOC, the symbol table and the postings
 //! offset table; queries then only read postings lists and series entries by range. A header
-//! file holds exactly those opening regions, copied from the bucket with three rounds of
-//! ranged reads (never the whole index), and is memory-mapped. [`HeaderedIndex`] serves reads
+//! file holds exactly those opening regions, copied from the bucket with one round of ranged
+//! reads (a window at each end of the index), two when a table is larger than its window
+//! (never the whole index), and is memory-mapped. [`HeaderedIndex`] serves reads
 //! inside those regions from the mapping and everything else from the remote index, so the
 //! ordinary [`IndexReader`](crate::tsdb::index::IndexReader) runs over it unchanged.
 //!
@@ -21,6 +22,7 @@
 use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +54,13 @@ pub fn build(index: &dyn ReadAt) -> Result<IndexHeader> {
     Ok(IndexHeader::new(index_len, regions, sampling))
 }
 
-/// The regions of `index` that opening reads, sorted by offset.
+/// Bytes read from each end of the index in the first round: the symbol table follows the
+/// index's header and the postings offset table precedes its TOC, so in most blocks one round
+/// trip to the bucket finds all four regions; larger tables take a second, exact one.
+const END_WINDOW: u64 = 64 << 10;
+
+/// The regions of `index` that opening reads, sorted by offset: one round of reads (both
+/// ends of the index), then one more for a table larger than its window.
 fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
     let name = index.name().to_string();
     let len = index.len();
@@ -74,8 +82,28 @@ fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
         ));
     }
     let toc_start = len - TOC_LEN as u64;
-    let first = read(Section::Toc, &[0..HEADER_LEN as u64, toc_start..len])?;
-    let toc = Toc::decode(&first[1]).map_err(|e| corrupt(Section::Toc, toc_start, e))?;
+    // The two windows, each at most a quarter of the index, so a small index is not read
+    // whole either.
+    let window = END_WINDOW.min(len / 4);
+    let head_end = window.max(HEADER_LEN as u64);
+    let tail_start = (len - window.max(TOC_LEN as u64)).max(head_end);
+    let windows = if len < 4 * TOC_LEN as u64 {
+        // Too small for a real index: one read, checked as usual.
+        std::iter::once(0..len).collect()
+    } else {
+        vec![0..head_end, tail_start..len]
+    };
+    let first = read(Section::Toc, &windows)?;
+    let window_of = |r: &Range<u64>| -> Option<Bytes> {
+        windows
+            .iter()
+            .zip(&first)
+            .find(|(w, _)| w.start <= r.start && r.end <= w.end)
+            .map(|(w, b)| b.slice((r.start - w.start) as usize..(r.end - w.start) as usize))
+    };
+    let toc_range = toc_start..len;
+    let toc_bytes = window_of(&toc_range).expect("the windows cover the TOC");
+    let toc = Toc::decode(&toc_bytes).map_err(|e| corrupt(Section::Toc, toc_start, e))?;
     let framed = [
         (Section::Symbols, toc.symbols),
         (Section::PostingsOffsetTable, toc.postings_table),
@@ -89,33 +117,92 @@ fn opening_regions(index: &dyn ReadAt) -> Result<Vec<(u64, Bytes)>> {
             ));
         }
     }
-    let length_ranges: Vec<Range<u64>> = framed.iter().map(|&(_, off)| off..off + 4).collect();
-    let lengths = read(Section::Symbols, &length_ranges)?;
-    let mut frame_ranges = Vec::with_capacity(2);
-    for ((section, off), b) in framed.iter().zip(&lengths) {
+    // A table's extent: its length when the first round has it, else up to the next section
+    // (or the TOC), trimmed to the length once read.
+    let next_section = |off: u64| {
+        [
+            toc.series,
+            toc.label_indices,
+            toc.label_indices_table,
+            toc.postings,
+            toc.postings_table,
+        ]
+        .into_iter()
+        .filter(|&o| o > off)
+        .min()
+        .unwrap_or(toc_start)
+        .min(toc_start)
+    };
+    let frame_end = |section, off: u64, length: &[u8]| -> Result<u64> {
         let n = u64::from(
-            Decbuf::new(b)
+            Decbuf::new(length)
                 .be32()
-                .map_err(|e| corrupt(*section, *off, e))?,
+                .map_err(|e| corrupt(section, off, e))?,
         );
         let end = off + 4 + n + 4;
         if end > toc_start {
             return Err(corrupt(
-                *section,
-                *off,
+                section,
+                off,
                 DecodeError::Invalid(format!("length {n} runs past the TOC at {toc_start}")),
             ));
         }
-        frame_ranges.push(*off..end);
+        Ok(end)
+    };
+    let mut frames: Vec<Option<Range<u64>>> = Vec::with_capacity(2);
+    let mut missing: Vec<Range<u64>> = Vec::new();
+    for &(section, off) in &framed {
+        let frame = match window_of(&(off..off + 4)) {
+            Some(length) => {
+                let frame = off..frame_end(section, off, &length)?;
+                if window_of(&frame).is_none() {
+                    missing.push(frame.clone());
+                }
+                Some(frame)
+            }
+            None => {
+                missing.push(off..next_section(off));
+                None
+            }
+        };
+        frames.push(frame);
     }
-    let frames = read(Section::Symbols, &frame_ranges)?;
-
-    let mut regions: Vec<(u64, Bytes)> = vec![
-        (0, first[0].clone()),
-        (toc_start, first[1].clone()),
-        (frame_ranges[0].start, frames[0].clone()),
-        (frame_ranges[1].start, frames[1].clone()),
-    ];
+    let second = if missing.is_empty() {
+        Vec::new()
+    } else {
+        read(Section::Symbols, &missing)?
+    };
+    let mut regions: Vec<(u64, Bytes)> =
+        vec![(0, first[0].slice(..HEADER_LEN)), (toc_start, toc_bytes)];
+    for ((section, off), frame) in framed.into_iter().zip(frames) {
+        let (start, bytes) = match frame.as_ref().and_then(window_of) {
+            Some(bytes) => (off, bytes),
+            None => {
+                let (range, b) = missing
+                    .iter()
+                    .zip(&second)
+                    .find(|(r, _)| r.start == off)
+                    .expect("a table not in the first round was read in the second");
+                let end = match &frame {
+                    Some(f) => f.end,
+                    None => frame_end(section, off, &b[..4.min(b.len())])?,
+                };
+                if end > range.end {
+                    return Err(corrupt(
+                        section,
+                        off,
+                        DecodeError::Invalid(format!(
+                            "table of {} bytes runs into the next section at {}",
+                            end - off,
+                            range.end
+                        )),
+                    ));
+                }
+                (off, b.slice(..(end - off) as usize))
+            }
+        };
+        regions.push((start, bytes));
+    }
     regions.sort_by_key(|r| r.0);
     Ok(regions)
 }
@@ -321,8 +408,10 @@ const RESIDENT_RECHECK: Duration = Duration::from_secs(1);
 pub struct HeaderedIndex {
     header: IndexHeader,
     remote: Arc<dyn ReadAt>,
-    /// When the whole header was last found in RAM.
-    found_resident: parking_lot::Mutex<Option<Instant>>,
+    /// When the whole header was last found in RAM: microseconds after `created`, plus one
+    /// (0: not yet). An atomic, so asking never waits.
+    found_resident: AtomicU64,
+    created: Instant,
 }
 
 impl HeaderedIndex {
@@ -330,7 +419,8 @@ impl HeaderedIndex {
         HeaderedIndex {
             header,
             remote,
-            found_resident: parking_lot::Mutex::new(None),
+            found_resident: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -371,8 +461,9 @@ impl ReadAt for HeaderedIndex {
     /// cannot fault on the disk. A positive answer holds for [`RESIDENT_RECHECK`]: a page
     /// evicted within that time costs one read from the disk where it is touched.
     fn resident(&self) -> bool {
-        let mut found = self.found_resident.lock();
-        if found.is_some_and(|t| t.elapsed() < RESIDENT_RECHECK) {
+        let now = self.created.elapsed().as_micros() as u64 + 1;
+        let found = self.found_resident.load(Ordering::Relaxed);
+        if found > 0 && now - found.min(now) < RESIDENT_RECHECK.as_micros() as u64 {
             return true;
         }
         let resident = self
@@ -380,7 +471,8 @@ impl ReadAt for HeaderedIndex {
             .regions
             .iter()
             .all(|(_, bytes)| crate::tsdb::source::resident(bytes));
-        *found = resident.then(Instant::now);
+        self.found_resident
+            .store(if resident { now } else { 0 }, Ordering::Relaxed);
         resident
     }
 }
@@ -467,6 +559,93 @@ mod tests {
             self.bytes
                 .fetch_add(range.end - range.start, Ordering::Relaxed);
             self.inner.read_at(range)
+        }
+    }
+
+    /// Counts rounds: each `read_ranges` call is one round trip to a bucket.
+    struct Rounds {
+        inner: Bytes,
+        rounds: AtomicU64,
+    }
+
+    impl ReadAt for Rounds {
+        fn len(&self) -> u64 {
+            self.inner.len() as u64
+        }
+        fn read_at(&self, range: Range<u64>) -> std::result::Result<Bytes, ReadError> {
+            self.inner.read_at(range)
+        }
+        fn read_ranges(&self, ranges: &[Range<u64>]) -> std::result::Result<Vec<Bytes>, ReadError> {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+            ranges
+                .iter()
+                .map(|r| self.inner.read_at(r.clone()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_header_is_built_in_one_round_when_its_tables_fit_the_windows() {
+        // Padding series between the tables makes the index larger than both windows.
+        let mut w = IndexWriter::new(Vec::new()).unwrap();
+        let values: Vec<String> = (0..20_000).map(|i| format!("v{i:06}")).collect();
+        let mut symbols: Vec<&str> = vec!["a", "b"];
+        symbols.extend(values.iter().map(String::as_str));
+        symbols.sort();
+        w.add_symbols(symbols.iter().copied()).unwrap();
+        for v in &values {
+            w.add_series(&[("a", v.as_str())], &[]).unwrap();
+        }
+        let big_symbols = Bytes::from(w.finish().unwrap());
+        let small = sample_index();
+        let rounds = |index: &Bytes| {
+            let src = Rounds {
+                inner: index.clone(),
+                rounds: AtomicU64::new(0),
+            };
+            let header = build(&src).unwrap();
+            let direct = IndexReader::open(Arc::new(index.clone())).unwrap();
+            let via = IndexReader::open(Arc::new(header)).unwrap();
+            assert_eq!(via.label_names().unwrap(), direct.label_names().unwrap());
+            src.rounds.load(Ordering::Relaxed)
+        };
+        assert!(small.len() as u64 > 4 * TOC_LEN as u64);
+        assert!(rounds(&small) <= 2);
+        // 20k symbols (~180 KiB) do not fit the head window: one more, exact, round.
+        assert!(big_symbols.len() as u64 > 4 * END_WINDOW);
+        assert_eq!(rounds(&big_symbols), 2);
+        // Most blocks: small tables around a large series section, one round.
+        let mut w = IndexWriter::new(Vec::new()).unwrap();
+        let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        let mut symbols: Vec<&str> = vec!["a", "b", "c"];
+        symbols.extend(digits.iter().map(String::as_str));
+        symbols.sort();
+        w.add_symbols(symbols.iter().copied()).unwrap();
+        let chunks: Vec<crate::tsdb::index::ChunkMeta> = (0..100)
+            .map(|i| crate::tsdb::index::ChunkMeta {
+                min_time: i * 1000,
+                max_time: i * 1000 + 999,
+                chunk_ref: 8 + i as u64 * 300,
+            })
+            .collect();
+        for x in &digits {
+            for y in &digits {
+                for z in &digits {
+                    let labels = [("a", x.as_str()), ("b", y.as_str()), ("c", z.as_str())];
+                    w.add_series(&labels, &chunks).unwrap();
+                }
+            }
+        }
+        let index = Bytes::from(w.finish().unwrap());
+        assert_eq!(rounds(&index), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn building_from_garbage_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+        ) {
+            let _ = build(&Bytes::from(bytes));
         }
     }
 

@@ -20,8 +20,66 @@ use crate::tsdb::source::{check_bounds, ReadAt, ReadError};
 /// How many files of a local bucket stay open between reads.
 const OPEN_LOCAL_FILES: usize = 256;
 
-/// How many ranged GETs of one batch run at once.
-const CONCURRENT_RANGE_READS: usize = 16;
+/// Ranges of a remote object closer than this are read with one GET. A GET costs a round
+/// trip (tens of milliseconds) and a request fee; at the bandwidth of a bucket in the same
+/// region, 64 KiB more of one costs well under a millisecond.
+pub const REMOTE_MERGE_GAP: u64 = 64 << 10;
+
+/// How many ranged GETs of one synchronous read run at once (index reads; chunk reads go
+/// through [`BucketFile::get_ranges`] with the request's own bound).
+const CONCURRENT_RANGE_READS: usize = 32;
+
+/// The ranged GETs a store has in flight to its bucket, bounded
+/// (`--store.max-bucket-requests`): every remote read holds a permit while its GET runs, so
+/// however many requests run at once, the bucket (and the connection pool) sees at most this
+/// many requests.
+#[derive(Debug)]
+pub struct BucketGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    in_flight: AtomicU64,
+}
+
+impl BucketGate {
+    /// `limit` GETs at once; 0 is unbounded.
+    pub fn new(limit: usize) -> Self {
+        let permits = if limit == 0 {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            limit
+        };
+        BucketGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            limit,
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// The bound (0: unbounded).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// GETs in flight now. Never waits.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Runs `get` once a permit is free, counting it in flight meanwhile.
+    async fn run<T>(&self, get: impl std::future::Future<Output = T>) -> T {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let out = get.await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        out
+    }
+}
+
+impl Default for BucketGate {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
 
 /// Totals of what was fetched from the bucket, shared by every file of a store.
 #[derive(Debug, Default)]
@@ -62,20 +120,22 @@ impl LocalBucket {
     /// (its object deleted, or replaced by another) is not served: it is opened again, as an
     /// object store would answer, which fails for a deleted object. That check is one `fstat`,
     /// cheaper than the path lookup of an `openat`.
+    /// The slot's lock is held only to look or put, never across the open or the `fstat`.
     fn file(&self, path: &std::path::Path, slot: usize) -> std::io::Result<Arc<std::fs::File>> {
-        let mut held = self.open[slot].lock();
-        if let Some(f) = still_held(&held, path)? {
+        let held = self.open[slot].lock().clone();
+        if let Some(f) = still_held(held, path)? {
             return Ok(f);
         }
         let f = Arc::new(std::fs::File::open(path)?);
-        *held = Some((path.to_path_buf(), f.clone()));
+        *self.open[slot].lock() = Some((path.to_path_buf(), f.clone()));
         Ok(f)
     }
 
     /// The file at `path` (whose slot is `slot`) if it is held open and its slot is free:
     /// what a thread that may not wait can read (opening a file looks its path up on disk).
     fn held_file(&self, path: &std::path::Path, slot: usize) -> Option<Arc<std::fs::File>> {
-        still_held(&*self.open[slot].try_lock()?, path).ok()?
+        let held = self.open[slot].try_lock()?.clone();
+        still_held(held, path).ok()?
     }
 
     /// Closes the file at `path` (whose slot is `slot`) if it is open.
@@ -90,12 +150,12 @@ impl LocalBucket {
 /// The file a slot holds, if it is the one at `path` and still linked (see
 /// [`LocalBucket::file`]).
 fn still_held(
-    held: &Option<OpenFile>,
+    held: Option<OpenFile>,
     path: &std::path::Path,
 ) -> std::io::Result<Option<Arc<std::fs::File>>> {
     use std::os::unix::fs::MetadataExt;
     Ok(match held {
-        Some((p, f)) if p == path && f.metadata()?.nlink() > 0 => Some(f.clone()),
+        Some((p, f)) if p == path && f.metadata()?.nlink() > 0 => Some(f),
         _ => None,
     })
 }
@@ -114,6 +174,7 @@ pub struct BucketFile {
     name: String,
     runtime: Handle,
     counters: Arc<FetchCounters>,
+    gate: Arc<BucketGate>,
     /// The object's file when the bucket is a local directory: ranges are read from the file
     /// directly on the calling (blocking) thread, not through the runtime, and are not merged
     /// over gaps.
@@ -136,7 +197,83 @@ impl BucketFile {
             len,
             runtime,
             counters,
+            gate: Arc::default(),
             local: None,
+        }
+    }
+
+    /// Remote reads hold a permit of `gate` while their GET runs.
+    pub fn with_gate(mut self, gate: Arc<BucketGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Whether reads are positional reads of a local file (synchronous, no round trip).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Remote GETs of `ranges` (in bounds, non-empty), all at once but for the permits: each
+    /// GET holds one of `request` (the request's own bound) and one of the store's gate while
+    /// it runs. The future owns what it needs, to run on the runtime while the caller goes on.
+    /// For a local bucket, use [`ReadAt::read_ranges`] on a blocking thread instead.
+    pub fn get_ranges(
+        self: &Arc<Self>,
+        ranges: Vec<Range<u64>>,
+        request: Arc<tokio::sync::Semaphore>,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Bytes>, ReadError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            for r in &ranges {
+                check_bounds(r, this.len)?;
+            }
+            let gets = ranges.iter().cloned().map(|r| {
+                let (this, request) = (&this, &request);
+                async move {
+                    let _mine = request.acquire().await.expect("never closed");
+                    this.gate.run(this.store.get_range(&this.path, r)).await
+                }
+            });
+            let result = futures::future::try_join_all(gets)
+                .await
+                .map_err(|e| e.into());
+            this.account(&ranges, result)
+        })
+    }
+
+    /// Counts a remote read of `ranges` and checks every part came whole.
+    fn account(
+        &self,
+        ranges: &[Range<u64>],
+        result: Result<Vec<Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<Vec<Bytes>, ReadError> {
+        let requested: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        self.counters
+            .requests
+            .fetch_add(ranges.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(parts) => {
+                self.counters.bytes.fetch_add(requested, Ordering::Relaxed);
+                for (p, r) in parts.iter().zip(ranges) {
+                    if p.len() as u64 != r.end - r.start {
+                        return Err(ReadError::Backend(
+                            format!(
+                                "{}: asked for {} bytes at {}, got {}",
+                                self.name,
+                                r.end - r.start,
+                                r.start,
+                                p.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                }
+                Ok(parts)
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(ReadError::Backend(e))
+            }
         }
     }
 
@@ -219,39 +356,13 @@ impl BucketFile {
                 .runtime
                 .block_on(
                     futures::stream::iter(ranges.iter().cloned())
-                        .map(|r| self.store.get_range(&self.path, r))
+                        .map(|r| self.gate.run(self.store.get_range(&self.path, r)))
                         .buffered(CONCURRENT_RANGE_READS)
                         .try_collect::<Vec<Bytes>>(),
                 )
                 .map_err(|e| e.into()),
         };
-        self.counters
-            .requests
-            .fetch_add(ranges.len() as u64, Ordering::Relaxed);
-        match result {
-            Ok(parts) => {
-                self.counters.bytes.fetch_add(requested, Ordering::Relaxed);
-                for (p, r) in parts.iter().zip(ranges) {
-                    if p.len() as u64 != r.end - r.start {
-                        return Err(ReadError::Backend(
-                            format!(
-                                "{}: asked for {} bytes at {}, got {}",
-                                self.name,
-                                r.end - r.start,
-                                r.start,
-                                p.len()
-                            )
-                            .into(),
-                        ));
-                    }
-                }
-                Ok(parts)
-            }
-            Err(e) => {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                Err(ReadError::Backend(e))
-            }
-        }
+        self.account(ranges, result)
     }
 }
 
@@ -321,7 +432,7 @@ impl ReadAt for BucketFile {
         if self.local.is_some() {
             0
         } else {
-            crate::tsdb::source::DEFAULT_MERGE_GAP
+            REMOTE_MERGE_GAP
         }
     }
 

@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 use thiserror::Error;
 
 pub use config::{BucketConfig, Provider};
-pub use file::{BucketFile, FetchCounters, LocalBucket};
+pub use file::{BucketFile, BucketGate, FetchCounters, LocalBucket};
 
 #[derive(Debug, Error)]
 pub enum ObjstoreError {

@@ -3,12 +3,17 @@
 //! | path         | answer                                                            |
 //! |--------------|-------------------------------------------------------------------|
 //! | `/metrics`   | the [`Metrics`] registry, OpenMetrics or Prometheus text by `Accept` |
-//! | `/-/healthy` | 200 `OK` while the process runs (liveness)                        |
+//! | `/-/healthy` | 200 `OK` while the process runs (liveness); 503 once the async runtime has been stalled for a minute ([`Watchdog`]) |
 //! | `/-/ready`   | 200 `OK` when [`Readiness`] says so, else 503 with the reason     |
 //! | `/`          | a text page listing these                                         |
 //!
 //! [`HttpServer::bind`] and [`HttpServer::serve`] are separate so the caller learns the bound
 //! address (port 0 in tests) and sees bind errors before anything starts serving.
+//!
+//! Components serve it with [`HttpServer::serve_on_own_thread`]: a runtime of its own on a
+//! thread of its own, so probes and scrapes never queue behind query work on the main
+//! runtime's workers, whatever those are doing. Every handler reads atomics or published
+//! snapshots; none waits on a lock that query work may hold.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -21,7 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use super::{Readiness, ServerError, Shutdown};
+use super::{Readiness, ServerError, Shutdown, Watchdog};
 use crate::metrics::{ExpositionFormat, Metrics};
 
 /// How long [`HttpServer::serve`] waits for open connections after shutdown starts, by default.
@@ -36,12 +41,30 @@ pub struct HttpState {
     pub component: &'static str,
     pub metrics: Metrics,
     pub readiness: Readiness,
+    /// The main runtime's watchdog, whose long stall fails `/-/healthy`.
+    pub watchdog: Option<Watchdog>,
+}
+
+impl HttpState {
+    pub fn new(component: &'static str, metrics: Metrics, readiness: Readiness) -> Self {
+        HttpState {
+            component,
+            metrics,
+            readiness,
+            watchdog: None,
+        }
+    }
+
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = Some(watchdog);
+        self
+    }
 }
 
 /// A bound, not yet serving, HTTP server.
 #[derive(Debug)]
 pub struct HttpServer {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     local_addr: SocketAddr,
     state: HttpState,
     grace_period: Duration,
@@ -50,13 +73,15 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr` (see [`super::parse_listen_addr`]). A taken port is a
     /// [`ServerError::Bind`] naming the address.
-    pub async fn bind(addr: SocketAddr, state: HttpState) -> Result<Self, ServerError> {
+    /// Needs no runtime: the listener joins the one that serves it.
+    pub fn bind(addr: SocketAddr, state: HttpState) -> Result<Self, ServerError> {
         let bind_err = |source| ServerError::Bind {
             what: "HTTP",
             addr,
             source,
         };
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         tracing::info!(component = state.component, address = %local_addr, "HTTP server listening");
         Ok(Self {
@@ -78,6 +103,39 @@ impl HttpServer {
         self
     }
 
+    /// [`Self::serve`] on a thread of its own with a single-threaded runtime of its own;
+    /// resolves when it has stopped.
+    pub fn serve_on_own_thread(
+        self,
+        shutdown: Shutdown,
+    ) -> Result<impl std::future::Future<Output = Result<(), ServerError>>, ServerError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ServerError::Thread {
+                what: "HTTP",
+                source,
+            })?;
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("stele-http".into())
+            .spawn(move || {
+                let _ = done.send(runtime.block_on(self.serve(shutdown)));
+            })
+            .map_err(|source| ServerError::Thread {
+                what: "HTTP",
+                source,
+            })?;
+        Ok(async move {
+            stopped.await.unwrap_or_else(|_| {
+                Err(ServerError::Serve {
+                    what: "HTTP",
+                    source: std::io::Error::other("the HTTP thread panicked"),
+                })
+            })
+        })
+    }
+
     /// Serves until `shutdown` fires, then stops accepting, marks the readiness handle not
     /// ready, and waits up to the grace period for open connections to finish.
     pub async fn serve(self, shutdown: Shutdown) -> Result<(), ServerError> {
@@ -87,6 +145,10 @@ impl HttpServer {
             state,
             grace_period,
         } = self;
+        let listener = TcpListener::from_std(listener).map_err(|source| ServerError::Serve {
+            what: "HTTP",
+            source,
+        })?;
         let readiness = state.readiness.clone();
         let drain = {
             let shutdown = shutdown.clone();
@@ -155,8 +217,11 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
     }
 }
 
-async fn healthy() -> &'static str {
-    "OK"
+async fn healthy(State(state): State<HttpState>) -> Response {
+    match state.watchdog.as_ref().map(Watchdog::check_live) {
+        Some(Err(reason)) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        _ => "OK".into_response(),
+    }
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {
@@ -194,16 +259,11 @@ mod tests {
     }
 
     fn state() -> HttpState {
-        HttpState {
-            component: "test",
-            metrics: Metrics::new(),
-            readiness: Readiness::new(),
-        }
+        HttpState::new("test", Metrics::new(), Readiness::new())
     }
 
     async fn start(state: HttpState, grace_period: Duration) -> Running {
         let server = HttpServer::bind("127.0.0.1:0".parse().unwrap(), state)
-            .await
             .unwrap()
             .with_grace_period(grace_period);
         let addr = server.local_addr();
@@ -380,7 +440,7 @@ mod tests {
     async fn port_in_use_is_a_bind_error() {
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = HttpServer::bind(addr, state()).await.unwrap_err();
+        let err = HttpServer::bind(addr, state()).unwrap_err();
         match &err {
             ServerError::Bind { source, .. } => {
                 assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)

@@ -6,6 +6,7 @@
 //! - [`http`]: the HTTP endpoint with `/metrics`, `/-/healthy`, `/-/ready`.
 //! - [`readiness`]: the shared ready/not-ready handle the component flips.
 //! - [`shutdown`]: SIGTERM/SIGINT as one trigger all servers drain on.
+//! - [`watchdog`]: how late the async workers are, and a warning when one is blocked.
 //!
 //! A component wires them like this:
 //!
@@ -15,12 +16,12 @@
 //! use stele::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown};
 //!
 //! let shutdown = Shutdown::on_signals()?;
-//! let state = HttpState { component: "store", metrics: Metrics::new(), readiness: Readiness::new() };
-//! let http = HttpServer::bind(parse_listen_addr(":10902")?, state.clone()).await?;
-//! let serving = tokio::spawn(http.serve(shutdown.clone()));
+//! let state = HttpState::new("store", Metrics::new(), Readiness::new());
+//! let http = HttpServer::bind(parse_listen_addr(":10902")?, state.clone())?;
+//! let serving = http.serve_on_own_thread(shutdown.clone())?;
 //! // ... register metrics, sync the bucket, then:
 //! state.readiness.set_ready();
-//! serving.await.expect("HTTP server task panicked")?;
+//! serving.await?;
 //! # Ok(()) }
 //! ```
 
@@ -30,9 +31,11 @@ pub mod grpc;
 pub mod http;
 pub mod readiness;
 pub mod shutdown;
+pub mod watchdog;
 
 pub use addr::parse_listen_addr;
 pub use error::ServerError;
 pub use http::{HttpServer, HttpState};
 pub use readiness::Readiness;
 pub use shutdown::Shutdown;
+pub use watchdog::Watchdog;

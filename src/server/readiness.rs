@@ -6,14 +6,16 @@
 //! `/-/ready` endpoint (and later the gRPC health service) reads.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 /// Cheap, cloneable readiness flag with the reason for being not ready. Clones share state.
+/// Reading it never waits: probes must answer whatever the component is doing.
 #[derive(Clone, Debug)]
 pub struct Readiness {
-    // `None` = ready. A mutex rather than an atomic because a reason goes with the flag;
-    // probes read it a few times a minute, so contention is nil.
-    state: Arc<Mutex<Option<Cow<'static, str>>>>,
+    /// `None` = ready.
+    state: Arc<ArcSwap<Option<Cow<'static, str>>>>,
 }
 
 impl Default for Readiness {
@@ -26,14 +28,13 @@ impl Readiness {
     /// Starts not ready, with reason "starting".
     pub fn new() -> Self {
         Self {
-            state: Arc::new(Mutex::new(Some(Cow::Borrowed("starting")))),
+            state: Arc::new(ArcSwap::from_pointee(Some(Cow::Borrowed("starting")))),
         }
     }
 
     /// Marks the process ready.
     pub fn set_ready(&self) {
-        let mut state = self.lock();
-        if let Some(reason) = state.take() {
+        if let Some(reason) = &*self.state.swap(Arc::new(None)) {
             tracing::info!(was = %reason, "ready");
         }
     }
@@ -41,28 +42,22 @@ impl Readiness {
     /// Marks the process not ready; `reason` is shown to whoever probes.
     pub fn set_not_ready(&self, reason: impl Into<Cow<'static, str>>) {
         let reason = reason.into();
-        let mut state = self.lock();
-        if state.as_deref() != Some(&*reason) {
+        let before = self.state.swap(Arc::new(Some(reason.clone())));
+        if before.as_deref() != Some(&*reason) {
             tracing::info!(%reason, "not ready");
-            *state = Some(reason);
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.lock().is_none()
+        self.state.load().is_none()
     }
 
     /// `Ok` when ready, else the reason.
     pub fn check(&self) -> Result<(), Cow<'static, str>> {
-        match &*self.lock() {
+        match &**self.state.load() {
             None => Ok(()),
             Some(reason) => Err(reason.clone()),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cow<'static, str>>> {
-        // Every update is a single assignment, so a poisoned lock still holds a whole value.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -132,25 +132,9 @@ impl Shipper {
         self.config.tsdb_dir.join(STATE_FILENAME)
     }
 
-    /// The blocks noted as shipped; a missing or unreadable state file is an empty one (the
-    /// bucket check keeps that from uploading a block twice).
+    /// The blocks noted as shipped (see [`read_shipped`]). Blocking.
     pub fn shipped(&self) -> BTreeSet<Ulid> {
-        let path = self.state_path();
-        let data = match std::fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "reading the shipper state; starting from an empty one");
-                return BTreeSet::new();
-            }
-        };
-        match serde_json::from_slice::<ShipperState>(&data) {
-            Ok(s) => s.uploaded.iter().filter_map(|u| u.parse().ok()).collect(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "invalid shipper state; starting from an empty one");
-                BTreeSet::new()
-            }
-        }
+        read_shipped(&self.state_path())
     }
 
     /// Writes the state atomically (temporary file, fsync, rename), off the async threads.
@@ -183,12 +167,14 @@ impl Shipper {
         if external_labels.is_empty() {
             return Err(ShipperError::NoExternalLabels);
         }
-        let mut shipped = self.shipped();
         let dir = self.config.tsdb_dir.clone();
+        let state_path = self.state_path();
         let upload_compacted = self.config.upload_compacted;
-        let local = tokio::task::spawn_blocking(move || due_blocks(&dir, upload_compacted))
-            .await
-            .map_err(|e| ShipperError::Task(e.to_string()))??;
+        let (mut shipped, local) = tokio::task::spawn_blocking(move || {
+            due_blocks(&dir, upload_compacted).map(|due| (read_shipped(&state_path), due))
+        })
+        .await
+        .map_err(|e| ShipperError::Task(e.to_string()))??;
         let mut report = ShipReport::default();
         // Forget blocks Prometheus has deleted, so the state stays small.
         let before = shipped.len();
@@ -354,6 +340,26 @@ fn with_thanos_section(mut meta: BlockMeta, labels: &Labels, files: Vec<FileMeta
     thanos.files = files;
     meta.thanos = Some(thanos);
     meta
+}
+
+/// The blocks noted as shipped in the state file at `path`; a missing or unreadable state
+/// file is an empty one (the bucket check keeps that from uploading a block twice). Blocking.
+fn read_shipped(path: &std::path::Path) -> BTreeSet<Ulid> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "reading the shipper state; starting from an empty one");
+            return BTreeSet::new();
+        }
+    };
+    match serde_json::from_slice::<ShipperState>(&data) {
+        Ok(s) => s.uploaded.iter().filter_map(|u| u.parse().ok()).collect(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "invalid shipper state; starting from an empty one");
+            BTreeSet::new()
+        }
+    }
 }
 
 /// The blocks in `dir` that are due for shipping (complete, with samples, level 1 unless

@@ -7,7 +7,9 @@
 //! labels and dropping replica labels can change the order of label sets, and the StoreAPI
 //! promises sorted series. The request limits bound what is collected.
 
-use std::sync::RwLock;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use tokio::runtime::Handle;
 
@@ -36,7 +38,8 @@ pub struct PrometheusStore {
     client: PrometheusClient,
     runtime: Handle,
     /// `Err` holds why the last heartbeat failed; Info and queries fail fast on it.
-    state: RwLock<Result<PrometheusState, String>>,
+    /// Published whole, so Info and `/metrics` never wait.
+    state: ArcSwap<Result<PrometheusState, String>>,
     limits: Limits,
     /// Remote-read reply types, in order of preference.
     accepted: Vec<ResponseType>,
@@ -60,7 +63,7 @@ impl PrometheusStore {
         PrometheusStore {
             client,
             runtime,
-            state: RwLock::new(Err("Prometheus not contacted yet".into())),
+            state: ArcSwap::from_pointee(Err("Prometheus not contacted yet".into())),
             limits,
             accepted: vec![ResponseType::StreamedXorChunks, ResponseType::Samples],
         }
@@ -86,20 +89,16 @@ impl PrometheusStore {
             })
         }
         .await;
-        *self.state.write().expect("state lock") = match &result {
+        self.state.store(Arc::new(match &result {
             Ok(s) => Ok(s.clone()),
             Err(e) => Err(e.to_string()),
-        };
+        }));
         result
     }
 
     /// What the last heartbeat learned, or why it failed.
     pub fn state(&self) -> Result<PrometheusState, StoreError> {
-        self.state
-            .read()
-            .expect("state lock")
-            .clone()
-            .map_err(StoreError::Unavailable)
+        Result::clone(&self.state.load()).map_err(StoreError::Unavailable)
     }
 
     /// The external labels, and the request's matchers without those on external labels

@@ -16,14 +16,14 @@ use roaring::RoaringBitmap;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
-use super::fetch::{plan_cost, read_coalesced, FetchCost};
+use super::fetch::{coalesce, plan_cost, read_coalesced, slice_coalesced, FetchCost};
 use super::lazy::{HeaderCounters, LazyIndex};
 use super::query::NO_WAIT_MAX_SERIES;
 use super::{QueryCtx, StoreError};
 use crate::block::{matchers_key, matches_filters, PostingsKey, PostingsPlan};
 use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
-use crate::objstore::{BucketFile, FetchCounters, LocalBucket};
+use crate::objstore::{BucketFile, BucketGate, FetchCounters, LocalBucket};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
 use crate::tsdb::encoding::{read_uvarint, uvarint_len};
 use crate::tsdb::index::{decode_postings_bitmap, ChunkMeta, IndexReader, SeriesEntryRefs};
@@ -136,6 +136,71 @@ fn serialize(bitmap: &RoaringBitmap) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// The chunks of one block a batch wants, planned by [`BucketBlock::plan_chunks`]: the cache
+/// hits, and the records to read as coalesced ranges per segment (their bytes reserved).
+pub struct ChunkPlan {
+    /// Per wanted chunk, the cache's copy.
+    cached: Vec<Option<StoredChunk>>,
+    /// Wanted chunks recent enough for the chunk cache that missed it.
+    cacheable: Vec<usize>,
+    segments: Vec<SegmentPlan>,
+    /// The reads per segment, once done (on the planning thread, or by a fetch).
+    records: Option<Vec<SegmentRecords>>,
+}
+
+/// What was read for one segment of a [`ChunkPlan`].
+pub struct SegmentRecords {
+    /// The coalesced reads.
+    merged: Vec<Bytes>,
+    /// Records longer than their first read, read again whole by the fetch: by position
+    /// in the segment's plan. Those it could not (no room in the budget without waiting)
+    /// are read when the plan is finished.
+    longer: Vec<(usize, Bytes)>,
+    /// The budget taken for `longer`.
+    taken: Option<super::budget::Taken>,
+}
+
+impl ChunkPlan {
+    /// Whether its records still have to be fetched ([`BucketBlock::fetch_planned`]).
+    pub fn needs_fetch(&self) -> bool {
+        self.records.is_none()
+    }
+
+    /// Hands the fetched records over.
+    pub fn fetched(&mut self, records: Vec<SegmentRecords>) {
+        self.records = Some(records);
+    }
+}
+
+/// The records one segment is asked for.
+struct SegmentPlan {
+    segment: u32,
+    /// Indexes into the wanted chunks, by reference.
+    order: Vec<usize>,
+    offsets: Vec<u64>,
+    /// Each record's first guess of a range.
+    ranges: Vec<Range<u64>>,
+    /// `ranges` coalesced: what is read.
+    merged: Vec<Range<u64>>,
+}
+
+/// The records of `records` (first reads at `offsets` of a segment of `seg_len` bytes)
+/// longer than what was read, with their whole range; by position. Records that do not
+/// decode, or run past the segment, are left for [`BucketBlock::finish_chunks`] to report.
+fn longer_records(offsets: &[u64], records: &[Bytes], seg_len: u64) -> Vec<(usize, Range<u64>)> {
+    offsets
+        .iter()
+        .zip(records)
+        .enumerate()
+        .filter_map(|(k, (&off, b))| {
+            let (len, n) = read_uvarint(b).ok()?;
+            let total = len.saturating_add(n as u64 + 1 + 4);
+            (total > b.len() as u64 && off.saturating_add(total) <= seg_len)
+                .then(|| (k, off..off + total))
+        })
+        .collect()
+}
+
 /// A chunk as stored, with its time range and xxhash64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {
@@ -180,6 +245,8 @@ pub struct BlockIo {
     pub headers: Arc<HeaderCounters>,
     /// A local file system bucket (see [`BucketFile::with_local_reads`]).
     pub local_bucket: Option<Arc<LocalBucket>>,
+    /// The bound on GETs in flight, shared by every file.
+    pub gate: Arc<BucketGate>,
 }
 
 impl BlockIo {
@@ -194,6 +261,7 @@ impl BlockIo {
             chunk_counters: Arc::default(),
             headers: Arc::default(),
             local_bucket: Some(Arc::new(LocalBucket::new(dir.to_path_buf()))),
+            gate: Arc::default(),
         })
     }
 }
@@ -235,6 +303,7 @@ impl BucketBlock {
                     io.runtime.clone(),
                     counters.clone(),
                 )
+                .with_gate(io.gate.clone())
                 .with_local_reads(io.local_bucket.as_ref()),
             )
         };
@@ -300,6 +369,11 @@ impl BucketBlock {
                 Err(StoreError::WouldWait)
             }
         }
+    }
+
+    /// Whether its chunks come from a remote bucket (a round trip per read).
+    pub fn reads_chunks_remotely(&self) -> bool {
+        self.segments.iter().any(|f| !f.is_local())
     }
 
     /// The labels block matchers and relabelling see: external labels and `__block_id`.
@@ -597,9 +671,21 @@ impl BucketBlock {
     }
 
     /// Fetches chunks by their metas (or takes them from the chunk cache), returned in the
-    /// order asked.
+    /// order asked: [`Self::plan_chunks`], the reads on this thread, [`Self::finish_chunks`].
     pub fn chunks(&self, metas: &[WantedChunk], ctx: &mut QueryCtx) -> Result<Vec<StoredChunk>> {
-        let mut out: Vec<Option<StoredChunk>> = vec![None; metas.len()];
+        let mut plan = self.plan_chunks(metas, ctx)?;
+        let records = self.read_planned(&plan)?;
+        plan.records = Some(records);
+        self.finish_chunks(plan, metas, ctx)
+    }
+
+    /// The first step of fetching `metas`' chunks: takes what it can from the chunk cache,
+    /// plans the records of the rest as coalesced ranges per segment, and reserves their
+    /// bytes. A local bucket's records are read right away (positional reads on this
+    /// thread); a remote bucket's are left to [`Self::fetch_planned`], which runs on the
+    /// runtime, so the caller can go on while they arrive.
+    pub fn plan_chunks(&self, metas: &[WantedChunk], ctx: &mut QueryCtx) -> Result<ChunkPlan> {
+        let mut cached: Vec<Option<StoredChunk>> = vec![None; metas.len()];
         let mut cacheable: Vec<usize> = match &ctx.chunk_cache {
             Some(_) => (0..metas.len())
                 .filter(|&i| metas[i].meta.max_time >= ctx.chunk_cache_min_time)
@@ -617,12 +703,13 @@ impl BucketBlock {
                 };
                 ctx.stats.chunks_touched += 1;
                 ctx.stats.chunks_touched_size_sum += chunk_record_len(&chunk) as i64;
-                out[i] = Some(chunk);
+                cached[i] = Some(chunk);
             }
-            cacheable.retain(|&i| out[i].is_none());
+            cacheable.retain(|&i| cached[i].is_none());
         }
-        let mut order: Vec<usize> = (0..metas.len()).filter(|&i| out[i].is_none()).collect();
+        let mut order: Vec<usize> = (0..metas.len()).filter(|&i| cached[i].is_none()).collect();
         order.sort_by_key(|&i| metas[i].meta.chunk_ref);
+        let mut segments = Vec::new();
         let mut start = 0;
         while start < order.len() {
             let (segment, _) = split_chunk_ref(metas[order[start]].meta.chunk_ref);
@@ -631,11 +718,126 @@ impl BucketBlock {
                     .iter()
                     .take_while(|&&i| split_chunk_ref(metas[i].meta.chunk_ref).0 == segment)
                     .count();
-            self.segment_chunks(segment, &order[start..end], metas, &mut out, ctx)?;
+            segments.push(self.plan_segment(segment, order[start..end].to_vec(), metas)?);
             start = end;
         }
+        // Counted as downloaded when reserved, so the request's bytes limit holds however
+        // many batches it has in flight.
+        for s in &segments {
+            let bytes: u64 = s.merged.iter().map(|r| r.end - r.start).sum();
+            ctx.reserve(bytes)?;
+            ctx.stats.data_downloaded_size_sum += bytes as i64;
+            ctx.stats.chunks_fetch_count += s.merged.len() as i64;
+            ctx.stats.chunks_fetched_size_sum += bytes as i64;
+        }
+        let mut plan = ChunkPlan {
+            cached,
+            cacheable,
+            segments,
+            records: None,
+        };
+        if plan.segments.is_empty() || self.segments.iter().all(|f| f.is_local()) {
+            plan.records = Some(self.read_planned(&plan)?);
+        } else if crate::nowait::refuse() {
+            return Err(StoreError::WouldWait); // no remote reads without waiting
+        }
+        Ok(plan)
+    }
+
+    /// The records `plan` wants, read on this thread (blocking on a remote bucket).
+    fn read_planned(&self, plan: &ChunkPlan) -> Result<Vec<SegmentRecords>> {
+        plan.segments
+            .iter()
+            .map(|s| {
+                let file = &self.segments[s.segment as usize];
+                let merged = file.read_ranges(&s.merged).map_err(|e| {
+                    TsdbError::read(file.name(), Section::ChunkRecord, s.merged[0].start, e)
+                })?;
+                Ok(SegmentRecords {
+                    merged,
+                    longer: Vec::new(),
+                    taken: None,
+                })
+            })
+            .collect()
+    }
+
+    /// The remote reads of `plan` as a future that owns what it needs, to run on the
+    /// runtime: one GET per coalesced range within `request`'s permits, then, right away,
+    /// the records longer than their first read, if `budget` has room for them without
+    /// waiting. Resolves at once when the records were read when planned.
+    pub fn fetch_planned(
+        &self,
+        plan: &ChunkPlan,
+        request: &Arc<tokio::sync::Semaphore>,
+        budget: Option<(Arc<super::MemoryBudget>, u64)>,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<SegmentRecords>>> {
+        if plan.records.is_some() {
+            return Box::pin(futures::future::ready(Ok(Vec::new())));
+        }
+        let reads: Vec<_> = plan
+            .segments
+            .iter()
+            .map(|s| {
+                let file = self.segments[s.segment as usize].clone();
+                let (ranges, merged, offsets) =
+                    (s.ranges.clone(), s.merged.clone(), s.offsets.clone());
+                let (request, budget) = (request.clone(), budget.clone());
+                async move {
+                    let failed = |e, at| {
+                        StoreError::from(TsdbError::read(file.name(), Section::ChunkRecord, at, e))
+                    };
+                    let first = file
+                        .get_ranges(merged.clone(), request.clone())
+                        .await
+                        .map_err(|e| failed(e, merged[0].start))?;
+                    let records = slice_coalesced(&ranges, &merged, &first);
+                    let mut done = SegmentRecords {
+                        merged: first,
+                        longer: Vec::new(),
+                        taken: None,
+                    };
+                    let longer = longer_records(&offsets, &records, ReadAt::len(file.as_ref()));
+                    let bytes: u64 = longer.iter().map(|(_, r)| r.end - r.start).sum();
+                    let taken = match &budget {
+                        Some((budget, ticket)) => {
+                            super::budget::Taken::try_take(budget, *ticket, bytes)
+                        }
+                        None => None,
+                    };
+                    if longer.is_empty() || (budget.is_some() && taken.is_none()) {
+                        return Ok(done); // none, or left to the request's thread
+                    }
+                    let again: Vec<Range<u64>> = longer.iter().map(|(_, r)| r.clone()).collect();
+                    let got = file
+                        .get_ranges(again, request)
+                        .await
+                        .map_err(|e| failed(e, longer[0].1.start))?;
+                    done.longer = longer.into_iter().map(|(k, _)| k).zip(got).collect();
+                    done.taken = taken;
+                    Ok(done)
+                }
+            })
+            .collect();
+        Box::pin(futures::future::try_join_all(reads))
+    }
+
+    /// The last step: the records of `plan` (`fetched`, unless they were read when planned)
+    /// decoded and checked, those longer than their first read read again exactly (on this
+    /// thread), and the recent ones put in the chunk cache. In the order of `metas`.
+    pub fn finish_chunks(
+        &self,
+        mut plan: ChunkPlan,
+        metas: &[WantedChunk],
+        ctx: &mut QueryCtx,
+    ) -> Result<Vec<StoredChunk>> {
+        let records = plan.records.take().unwrap_or_default();
+        let mut out = std::mem::take(&mut plan.cached);
+        for (s, read) in plan.segments.iter().zip(records) {
+            self.finish_segment(s, read, metas, &mut out, ctx)?;
+        }
         if let Some(cache) = &ctx.chunk_cache {
-            for i in cacheable {
+            for &i in &plan.cacheable {
                 let chunk = out[i].as_mut().expect("every chunk filled");
                 // The cache gets its own copy, not a slice of the whole coalesced read, and
                 // the response uses it too, so the read buffer can go.
@@ -660,14 +862,13 @@ impl BucketBlock {
         }
     }
 
-    fn segment_chunks(
+    /// The ranges of the chunks `order` (sorted by reference, all in `segment`) wants.
+    fn plan_segment(
         &self,
         segment: u32,
-        order: &[usize],
+        order: Vec<usize>,
         metas: &[WantedChunk],
-        out: &mut [Option<StoredChunk>],
-        ctx: &mut QueryCtx,
-    ) -> Result<()> {
+    ) -> Result<SegmentPlan> {
         let file = self.segments.get(segment as usize).ok_or_else(|| {
             TsdbError::invalid(
                 self.index.name(),
@@ -681,16 +882,18 @@ impl BucketBlock {
             )
         })?;
         let seg_len = ReadAt::len(file.as_ref());
-        let name = ReadAt::name(file.as_ref()).to_string();
         let offsets: Vec<u64> = order
             .iter()
             .map(|&i| u64::from(split_chunk_ref(metas[i].meta.chunk_ref).1))
             .collect();
+        // Over a remote bucket a second round trip for a record longer than guessed costs
+        // far more than reading a little more the first time.
+        let remote = !file.is_local();
         let mut ranges = Vec::with_capacity(offsets.len());
-        for (k, (&off, &i)) in offsets.iter().zip(order).enumerate() {
+        for (k, (&off, &i)) in offsets.iter().zip(&order).enumerate() {
             if off >= seg_len {
                 return Err(TsdbError::invalid(
-                    &name,
+                    file.name(),
                     Section::ChunkRecord,
                     off,
                     format!("chunk offset past the segment end {seg_len}"),
@@ -707,23 +910,50 @@ impl BucketBlock {
                 (0, _) => CHUNK_GUESS,
                 (len, true) => u64::from(len),
                 // The series' last chunk is usually no longer than its others.
+                (len, false) if remote => 2 * u64::from(len) + 256,
                 (len, false) => u64::from(len) + u64::from(len) / 8,
             };
             ranges.push(off..next.min(off + len).min(seg_len));
         }
-        let read = |ranges: &[Range<u64>], ctx: &mut QueryCtx| -> Result<(Vec<Bytes>, FetchCost)> {
-            ctx.reserve(plan_cost(ranges, file.merge_gap()).bytes)?;
-            let (bytes, cost) = read_coalesced(file.as_ref(), ranges)
-                .map_err(|e| TsdbError::read(&name, Section::ChunkRecord, ranges[0].start, e))?;
-            ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
-            Ok((bytes, cost))
-        };
-        let (mut records, cost) = read(&ranges, ctx)?;
-        ctx.stats.chunks_fetch_count += cost.requests as i64;
-        ctx.stats.chunks_fetched_size_sum += cost.bytes as i64;
+        let merged = coalesce(&ranges, file.merge_gap());
+        Ok(SegmentPlan {
+            segment,
+            order,
+            offsets,
+            ranges,
+            merged,
+        })
+    }
+
+    /// Decodes the records of one segment from its coalesced reads, reading again those
+    /// longer than their first range.
+    fn finish_segment(
+        &self,
+        plan: &SegmentPlan,
+        read: SegmentRecords,
+        metas: &[WantedChunk],
+        out: &mut [Option<StoredChunk>],
+        ctx: &mut QueryCtx,
+    ) -> Result<()> {
+        let file = &self.segments[plan.segment as usize];
+        let seg_len = ReadAt::len(file.as_ref());
+        let name = ReadAt::name(file.as_ref()).to_string();
+        let mut records = slice_coalesced(&plan.ranges, &plan.merged, &read.merged);
+        if let Some(taken) = read.taken {
+            ctx.adopt(taken);
+        }
+        if !read.longer.is_empty() {
+            let bytes = read.longer.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            ctx.count_download(bytes)?;
+            ctx.stats.chunks_fetch_count += read.longer.len() as i64;
+            ctx.stats.chunks_fetched_size_sum += bytes as i64;
+        }
+        for (k, b) in read.longer {
+            records[k] = b;
+        }
 
         let mut longer: Vec<(usize, Range<u64>)> = Vec::new();
-        for (k, (&off, b)) in offsets.iter().zip(&records).enumerate() {
+        for (k, (&off, b)) in plan.offsets.iter().zip(&records).enumerate() {
             let (len, n) = read_uvarint(b)
                 .map_err(|e| TsdbError::corrupt(&name, Section::ChunkRecord, off, e))?;
             let total = len.saturating_add(n as u64 + 1 + 4);
@@ -742,14 +972,17 @@ impl BucketBlock {
         }
         if !longer.is_empty() {
             let ranges: Vec<Range<u64>> = longer.iter().map(|l| l.1.clone()).collect();
-            let (bytes, cost) = read(&ranges, ctx)?;
+            ctx.reserve(plan_cost(&ranges, file.merge_gap()).bytes)?;
+            let (bytes, cost) = read_coalesced(file.as_ref(), &ranges)
+                .map_err(|e| TsdbError::read(&name, Section::ChunkRecord, ranges[0].start, e))?;
+            ctx.stats.data_downloaded_size_sum += cost.bytes as i64;
             ctx.stats.chunks_fetch_count += cost.requests as i64;
             ctx.stats.chunks_fetched_size_sum += cost.bytes as i64;
             for ((k, _), b) in longer.into_iter().zip(bytes) {
                 records[k] = b;
             }
         }
-        for ((&i, &off), record) in order.iter().zip(&offsets).zip(&records) {
+        for ((&i, &off), record) in plan.order.iter().zip(&plan.offsets).zip(&records) {
             let (encoding, data, used) = decode_chunk_record(record)
                 .map_err(|e| TsdbError::corrupt(&name, Section::ChunkRecord, off, e))?;
             let data = record.slice_ref(data);

@@ -13,7 +13,9 @@
 //! holding, which is itself at most the limit.
 //!
 //! Blocking (waits on a condition variable): blocking pool only, or in no-wait mode
-//! ([`crate::nowait`]), where a reservation that would wait fails instead.
+//! ([`crate::nowait`]), where a reservation that would wait, or find the lock taken, fails
+//! instead. The lock is held for a few map operations, never across the wait (the condition
+//! variable releases it); what `/metrics` shows is an atomic copy.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,8 @@ pub struct MemoryBudget {
     max_wait: Duration,
     state: Mutex<State>,
     freed: Condvar,
+    /// `state.held`, for readers that must not wait.
+    held: AtomicU64,
     next_ticket: AtomicU64,
     pub counters: BudgetCounters,
 }
@@ -59,6 +63,7 @@ impl MemoryBudget {
             max_wait,
             state: Mutex::new(State::default()),
             freed: Condvar::new(),
+            held: AtomicU64::new(0),
             next_ticket: AtomicU64::new(0),
             counters: BudgetCounters::default(),
         }
@@ -68,9 +73,9 @@ impl MemoryBudget {
         self.limit
     }
 
-    /// Bytes held by requests right now.
+    /// Bytes held by requests right now. Never waits.
     pub fn held(&self) -> u64 {
-        self.state.lock().held
+        self.held.load(Ordering::Relaxed)
     }
 
     /// A request's place in line, taken when it starts: older requests have smaller ones.
@@ -85,7 +90,17 @@ impl MemoryBudget {
         if bytes == 0 {
             return Ok(());
         }
-        let mut state = self.state.lock();
+        let mut state = if crate::nowait::active() {
+            match self.state.try_lock() {
+                Some(state) => state,
+                None => {
+                    crate::nowait::refuse();
+                    return Err(StoreError::WouldWait);
+                }
+            }
+        } else {
+            self.state.lock()
+        };
         let already = state.holders.get(&ticket).copied().unwrap_or(0);
         if self.limit > 0 && already + bytes > self.limit {
             self.counters.refusals.fetch_add(1, Ordering::Relaxed);
@@ -122,8 +137,34 @@ impl MemoryBudget {
             }
         }
         state.held += bytes;
+        self.held.store(state.held, Ordering::Relaxed);
         *state.holders.entry(ticket).or_insert(0) += bytes;
         Ok(())
+    }
+
+    /// Takes `bytes` for the request with `ticket` if that needs no wait (there is room, or
+    /// the request is the oldest holder); false otherwise. Never waits: for async tasks.
+    pub fn try_acquire(&self, ticket: u64, bytes: u64) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let Some(mut state) = self.state.try_lock() else {
+            return false;
+        };
+        let already = state.holders.get(&ticket).copied().unwrap_or(0);
+        let oldest = state
+            .holders
+            .first_key_value()
+            .is_none_or(|(&oldest, _)| oldest == ticket);
+        if self.limit > 0
+            && (already + bytes > self.limit || (state.held + bytes > self.limit && !oldest))
+        {
+            return false;
+        }
+        state.held += bytes;
+        self.held.store(state.held, Ordering::Relaxed);
+        *state.holders.entry(ticket).or_insert(0) += bytes;
+        true
     }
 
     /// Gives `bytes` back for the request with `ticket` and wakes the requests waiting for
@@ -136,12 +177,48 @@ impl MemoryBudget {
         let held = state.holders.get(&ticket).copied().unwrap_or(0);
         let bytes = bytes.min(held);
         state.held = state.held.saturating_sub(bytes);
+        self.held.store(state.held, Ordering::Relaxed);
         if held == bytes {
             state.holders.remove(&ticket);
         } else {
             state.holders.insert(ticket, held - bytes);
         }
         self.freed.notify_all();
+    }
+}
+
+/// Bytes taken from a budget by a task of a request ([`MemoryBudget::try_acquire`]), given
+/// back when dropped unless the request takes them over ([`Taken::hand_over`]): a task
+/// aborted with its request leaks nothing.
+#[derive(Debug)]
+pub struct Taken {
+    budget: std::sync::Arc<MemoryBudget>,
+    ticket: u64,
+    bytes: u64,
+}
+
+impl Taken {
+    pub fn try_take(
+        budget: &std::sync::Arc<MemoryBudget>,
+        ticket: u64,
+        bytes: u64,
+    ) -> Option<Taken> {
+        budget.try_acquire(ticket, bytes).then(|| Taken {
+            budget: budget.clone(),
+            ticket,
+            bytes,
+        })
+    }
+
+    /// The bytes, now the request's to give back.
+    pub fn hand_over(mut self) -> u64 {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.budget.release(self.ticket, self.bytes);
     }
 }
 

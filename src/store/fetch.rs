@@ -64,6 +64,16 @@ pub fn read_coalesced(
         requests: merged.len() as u64,
         bytes: merged.iter().map(|r| r.end - r.start).sum(),
     };
+    Ok((slice_coalesced(wanted, &merged, &buffers), cost))
+}
+
+/// Each range of `wanted` (sorted by start) sliced, without copying, out of `buffers`, the
+/// reads of `merged` (`wanted` coalesced).
+pub fn slice_coalesced(
+    wanted: &[Range<u64>],
+    merged: &[Range<u64>],
+    buffers: &[Bytes],
+) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(wanted.len());
     let mut i = 0;
     for w in wanted {
@@ -73,7 +83,7 @@ pub fn read_coalesced(
         let base = merged[i].start;
         out.push(buffers[i].slice((w.start - base) as usize..(w.end - base) as usize));
     }
-    Ok((out, cost))
+    out
 }
 
 #[cfg(test)]

@@ -192,6 +192,26 @@ impl Collector for StoreCollector {
             None,
             load(&s.budget.counters.refusals),
         )?;
+        gauge(
+            &mut encoder,
+            "stele_store_bucket_requests_in_flight",
+            "Ranged GETs to the bucket in flight now",
+            None,
+            s.gate.in_flight() as i64,
+        )?;
+        let mut limits = encoder.encode_descriptor(
+            "stele_store_bucket_requests_limit",
+            "Ranged GETs in flight allowed: for the store (--store.max-bucket-requests, 0: \
+             unbounded) and per request (--store.max-bucket-requests-per-query)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (scope, limit) in [
+            ("store", s.config().max_bucket_requests),
+            ("request", s.config().bucket_requests_per_query),
+        ] {
+            ConstGauge::new(limit as i64).encode(limits.encode_family(&[("scope", scope)])?)?;
+        }
         bucket(&mut encoder, "index", &s.fetched_index)?;
         bucket(&mut encoder, "chunks", &s.fetched_chunks)?;
         cache(&mut encoder, &s.cache, &INDEX_CACHE)?;

@@ -17,9 +17,10 @@ mod query;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use thiserror::Error;
@@ -37,7 +38,7 @@ pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
 use crate::bucket::discover::{block_files, discover, BlockFilters};
 use crate::cache::Cache;
 use crate::model::Labels;
-use crate::objstore::{FetchCounters, LocalBucket};
+use crate::objstore::{BucketGate, FetchCounters, LocalBucket};
 use crate::tsdb::TsdbError;
 
 #[derive(Debug, Error)]
@@ -133,6 +134,31 @@ impl QueryCtx {
         }
     }
 
+    /// The budget and the request's place in line, for a task of the request that takes
+    /// bytes without waiting ([`budget::Taken`]).
+    pub(crate) fn budget_ticket(&self) -> Option<(Arc<MemoryBudget>, u64)> {
+        self.budget.clone().map(|b| (b, self.ticket))
+    }
+
+    /// Counts `bytes` downloaded without [`Self::reserve`] (a task of the request took
+    /// them from the budget itself), failing if that passes the request's bytes limit.
+    pub(crate) fn count_download(&mut self, bytes: u64) -> Result<(), StoreError> {
+        self.stats.data_downloaded_size_sum += bytes as i64;
+        let done = self.stats.data_downloaded_size_sum as u64;
+        if self.bytes_limit > 0 && done > self.bytes_limit {
+            return Err(StoreError::ResourceExhausted(format!(
+                "exceeded bytes limit: the request downloaded {done} bytes, the limit is {}",
+                self.bytes_limit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes over bytes a task of this request took from the budget.
+    pub(crate) fn adopt(&mut self, taken: budget::Taken) {
+        self.held += taken.hand_over();
+    }
+
     /// Bytes of the memory budget held now: a mark for [`Self::release_to`].
     pub fn held(&self) -> u64 {
         self.held
@@ -221,7 +247,17 @@ pub struct StoreConfig {
     pub postings_cost_model: bool,
     /// Chunks older than this (by their end, from now) skip the chunk cache; zero: any age.
     pub chunk_cache_max_age: Duration,
+    /// GETs the store has in flight to the bucket at most (0: unbounded).
+    pub max_bucket_requests: usize,
+    /// GETs one request has in flight at most.
+    pub bucket_requests_per_query: usize,
 }
+
+/// `--store.max-bucket-requests`' default: enough for a few large requests at full speed
+/// over a bucket 40 ms away, few enough for one connection pool.
+pub const DEFAULT_MAX_BUCKET_REQUESTS: usize = 256;
+/// `--store.max-bucket-requests-per-query`'s default.
+pub const DEFAULT_BUCKET_REQUESTS_PER_QUERY: usize = 64;
 
 /// Per-request statistics, returned to the querier in the response hints (QueryStats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -415,23 +451,27 @@ pub struct BucketStore {
     bucket: Arc<dyn ObjectStore>,
     config: StoreConfig,
     runtime: Handle,
-    blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
+    /// The served blocks, published whole: readers (queries, Info, `/metrics`) never wait;
+    /// the sync and a failed header build replace it.
+    blocks: ArcSwap<BTreeMap<Ulid, Arc<BucketBlock>>>,
     synced: AtomicBool,
     /// Blocks whose index was open when the last snapshot was written, so it is opened again
     /// during the first sync (before ready) instead of on the first query.
     open_at_start: BTreeSet<Ulid>,
-    /// The set last written to the snapshot.
+    /// The set last written to the snapshot (locked only to read or replace it).
     snapshot: parking_lot::Mutex<BTreeSet<Ulid>>,
     /// Bounds the index headers being built or opened in the background.
     header_permits: Arc<tokio::sync::Semaphore>,
     pub headers: Arc<HeaderCounters>,
     /// Blocks whose index failed to open: they serve again only once it opens.
-    unopenable: parking_lot::Mutex<BTreeSet<Ulid>>,
+    unopenable: tokio::sync::Mutex<BTreeSet<Ulid>>,
     /// What was fetched from the bucket for index files, and for chunk segments.
     pub fetched_index: Arc<FetchCounters>,
     pub fetched_chunks: Arc<FetchCounters>,
     /// The bucket's files, read in place, when it is a local directory.
     local_bucket: Option<Arc<LocalBucket>>,
+    /// Bounds the GETs in flight to the bucket (`--store.max-bucket-requests`).
+    pub gate: Arc<BucketGate>,
     pub counters: StoreCounters,
     pub cache: Arc<Cache>,
     pub chunk_cache: Option<Arc<Cache>>,
@@ -471,15 +511,16 @@ impl BucketStore {
         BucketStore {
             bucket,
             local_bucket,
+            gate: Arc::new(BucketGate::new(config.max_bucket_requests)),
             config,
             runtime,
-            blocks: RwLock::new(BTreeMap::new()),
+            blocks: ArcSwap::default(),
             synced: AtomicBool::new(false),
             snapshot: parking_lot::Mutex::new(open_at_start.clone()),
             open_at_start,
             header_permits,
             headers: Arc::new(HeaderCounters::default()),
-            unopenable: parking_lot::Mutex::new(BTreeSet::new()),
+            unopenable: tokio::sync::Mutex::new(BTreeSet::new()),
             budget,
             fetched_index: Arc::new(FetchCounters::default()),
             fetched_chunks: Arc::new(FetchCounters::default()),
@@ -517,14 +558,14 @@ impl BucketStore {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// The blocks being served, by ID.
+    /// The blocks being served, by ID. Never waits.
     pub fn blocks(&self) -> Vec<Arc<BucketBlock>> {
-        self.blocks
-            .read()
-            .expect("blocks lock")
-            .values()
-            .cloned()
-            .collect()
+        self.served().values().cloned().collect()
+    }
+
+    /// The served set as last published. Never waits.
+    pub fn served(&self) -> Arc<BTreeMap<Ulid, Arc<BucketBlock>>> {
+        self.blocks.load_full()
     }
 
     /// Brings the served set in line with the bucket: adds new blocks, drops blocks that are
@@ -560,15 +601,10 @@ impl BucketStore {
         for (id, s) in &found.skipped {
             tracing::debug!(block = %id, reason = %s, "block not served");
         }
-        let current: Vec<Ulid> = self
-            .blocks
-            .read()
-            .expect("blocks lock")
-            .keys()
-            .copied()
-            .collect();
+        let current = self.served();
         self.unopenable
             .lock()
+            .await
             .retain(|id| found.blocks.contains_key(id));
         // A block whose meta could not be fetched this time keeps serving if it did before.
         let keep_failed: Vec<Ulid> = found.failed.iter().map(|f| f.0).collect();
@@ -580,7 +616,7 @@ impl BucketStore {
         let new: Vec<(Ulid, crate::tsdb::meta::BlockMeta)> = found
             .blocks
             .iter()
-            .filter(|(id, _)| !current.contains(id))
+            .filter(|(id, _)| !current.contains_key(id))
             .map(|(id, m)| (*id, m.clone()))
             .collect();
         let opened: Vec<(Ulid, Result<Arc<BucketBlock>, String>)> = futures::stream::iter(new)
@@ -593,7 +629,8 @@ impl BucketStore {
                     };
                     // A block that could not be opened before must open before serving again,
                     // so a broken block does not come and go with every sync.
-                    if this.unopenable.lock().contains(&id) {
+                    let unopenable = this.unopenable.lock().await.contains(&id);
+                    if unopenable {
                         if let Err(e) = this.prepare_header(&block).await {
                             return (id, Err(e));
                         }
@@ -605,36 +642,39 @@ impl BucketStore {
             .collect()
             .await;
 
-        let mut dropped = Vec::new();
         let mut added = Vec::new();
-        {
-            let mut blocks = self.blocks.write().expect("blocks lock");
-            for (id, r) in opened {
-                match r {
-                    Ok(b) => {
-                        self.counters.block_loads.fetch_add(1, Ordering::Relaxed);
-                        blocks.insert(id, b.clone());
-                        added.push(b);
-                        report.loaded.push(id);
-                    }
-                    Err(e) => {
-                        self.counters
-                            .block_load_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(block = %id, error = %e, "loading block failed; retrying next sync");
-                        report.failed.push((id, e));
-                    }
+        for (id, r) in opened {
+            match r {
+                Ok(b) => {
+                    self.counters.block_loads.fetch_add(1, Ordering::Relaxed);
+                    added.push(b);
+                    report.loaded.push(id);
+                }
+                Err(e) => {
+                    self.counters
+                        .block_load_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(block = %id, error = %e, "loading block failed; retrying next sync");
+                    report.failed.push((id, e));
                 }
             }
-            blocks.retain(|id, b| {
-                let keep = found.blocks.contains_key(id) || keep_failed.contains(id);
-                if !keep {
-                    dropped.push(b.clone());
-                }
-                keep
-            });
-            report.served = blocks.len();
         }
+        let keep = |id: &Ulid| found.blocks.contains_key(id) || keep_failed.contains(id);
+        let before = self.blocks.rcu(|blocks| {
+            let mut blocks: BTreeMap<Ulid, Arc<BucketBlock>> = blocks
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(id, b)| (*id, b.clone()))
+                .collect();
+            blocks.extend(added.iter().map(|b| (b.id, b.clone())));
+            blocks
+        });
+        let dropped: Vec<Arc<BucketBlock>> = before
+            .iter()
+            .filter(|(id, _)| !keep(id))
+            .map(|(_, b)| b.clone())
+            .collect();
+        report.served = self.blocks.load().len();
         for b in &dropped {
             self.counters.block_drops.fetch_add(1, Ordering::Relaxed);
             report.dropped.push(b.id);
@@ -643,11 +683,19 @@ impl BucketStore {
                 chunks.remove_block(b.id);
             }
             tracing::info!(block = %b.id, "block no longer served; removing its local state");
-            if let Err(e) = std::fs::remove_dir_all(&b.dir) {
-                tracing::warn!(block = %b.id, error = %e, "removing local block state");
-            }
         }
-        self.remove_stray_local_state(&found.blocks);
+        let dirs: Vec<PathBuf> = dropped.iter().map(|b| b.dir.clone()).collect();
+        let this = self.clone();
+        let served: BTreeSet<Ulid> = found.blocks.keys().copied().collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing local block state");
+                }
+            }
+            this.remove_stray_local_state(&served);
+        })
+        .await;
         // Indexes that were open before the last shutdown, with their header still on disk,
         // open again before the sync returns, so before the store reports ready: the first
         // queries after a restart find them as the last ones left them. Headers to build
@@ -689,14 +737,14 @@ impl BucketStore {
             chunk_counters: self.fetched_chunks.clone(),
             headers: self.headers.clone(),
             local_bucket: self.local_bucket.clone(),
+            gate: self.gate.clone(),
         };
-        BucketBlock::open(
-            meta,
-            &files,
-            &self.config.data_dir.join(id.to_string()),
-            &io,
-        )
-        .map_err(|e| e.to_string())
+        let dir = self.config.data_dir.join(id.to_string());
+        // Looks for the block's header on the local disk.
+        tokio::task::spawn_blocking(move || BucketBlock::open(meta, &files, &dir, &io))
+            .await
+            .map_err(|e| format!("opening the block: {e}"))?
+            .map_err(|e| e.to_string())
     }
 
     /// Builds the index headers of newly added blocks that do not have one on disk yet, and
@@ -711,13 +759,16 @@ impl BucketStore {
                 let this = self.clone();
                 async move {
                     if this.prepare_header(&block).await.is_err() {
-                        let mut blocks = this.blocks.write().expect("blocks lock");
-                        if blocks
-                            .get(&block.id)
-                            .is_some_and(|b| Arc::ptr_eq(b, &block))
-                        {
-                            blocks.remove(&block.id);
-                        }
+                        this.blocks.rcu(|blocks| {
+                            let mut blocks = BTreeMap::clone(blocks);
+                            if blocks
+                                .get(&block.id)
+                                .is_some_and(|b| Arc::ptr_eq(b, &block))
+                            {
+                                blocks.remove(&block.id);
+                            }
+                            blocks
+                        });
                     }
                 }
             })
@@ -752,7 +803,7 @@ impl BucketStore {
         .await;
         let error = match opened {
             Ok(Ok(())) => {
-                self.unopenable.lock().remove(&block.id);
+                self.unopenable.lock().await.remove(&block.id);
                 return Ok(());
             }
             Ok(Err(e)) => e.to_string(),
@@ -761,7 +812,7 @@ impl BucketStore {
         self.counters
             .block_load_failures
             .fetch_add(1, Ordering::Relaxed);
-        self.unopenable.lock().insert(block.id);
+        self.unopenable.lock().await.insert(block.id);
         tracing::error!(block = %block.id, error = %error, "opening the block's index failed; not serving it, retrying next sync");
         Err(error)
     }
@@ -785,21 +836,22 @@ impl BucketStore {
             .filter(|b| b.index.is_open())
             .map(|b| b.id)
             .collect();
-        let mut last = self.snapshot.lock();
-        if *last != open {
-            match write_open_snapshot(&self.config.data_dir, &open) {
-                Ok(()) => *last = open,
-                Err(e) => tracing::warn!(error = %e, "writing the open-blocks snapshot"),
-            }
+        if *self.snapshot.lock() == open {
+            return;
+        }
+        match write_open_snapshot(&self.config.data_dir, &open) {
+            Ok(()) => *self.snapshot.lock() = open,
+            Err(e) => tracing::warn!(error = %e, "writing the open-blocks snapshot"),
         }
     }
 
     /// Removes local block directories of blocks no longer in the bucket's served set.
-    fn remove_stray_local_state(&self, served: &BTreeMap<Ulid, crate::tsdb::meta::BlockMeta>) {
+    /// Blocking (file system).
+    fn remove_stray_local_state(&self, served: &BTreeSet<Ulid>) {
         let Ok(entries) = std::fs::read_dir(&self.config.data_dir) else {
             return;
         };
-        let loaded = self.blocks.read().expect("blocks lock");
+        let loaded = self.served();
         for entry in entries.flatten() {
             let Some(id) = entry
                 .file_name()
@@ -808,7 +860,7 @@ impl BucketStore {
             else {
                 continue;
             };
-            if !served.contains_key(&id) && !loaded.contains_key(&id) && entry.path().is_dir() {
+            if !served.contains(&id) && !loaded.contains_key(&id) && entry.path().is_dir() {
                 tracing::info!(block = %id, "removing local state of a block not served");
                 let _ = std::fs::remove_dir_all(entry.path());
             }

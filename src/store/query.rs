@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use ulid::Ulid;
 
-use super::block::{BlockSeries, BucketBlock, StoredChunk};
+use std::collections::VecDeque;
+
+use super::block::{BlockSeries, BucketBlock, ChunkPlan, SegmentRecords, StoredChunk, WantedChunk};
 use super::merge::{BlockCursor, Merged, MergedSeries};
 use super::{BucketStore, QueryCtx, QueryStats, StoreError};
 use crate::model::labels::METRIC_NAME;
@@ -24,6 +26,9 @@ use crate::model::{Labels, Matcher};
 /// series over many blocks stays as small in memory as one of short ones.
 const SERIES_PER_FETCH: usize = 1000;
 const CHUNKS_PER_FETCH: usize = 4096;
+/// Batches whose chunks a request fetches ahead over a remote bucket: enough to keep the
+/// bucket busy over a round trip of tens of milliseconds, each within the memory budget.
+const PREFETCH_BATCHES: usize = 8;
 /// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
 const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
 /// Series (summed over blocks) and blocks a request may have to run in no-wait mode, on an
@@ -170,7 +175,13 @@ impl BucketStore {
         }
         // The blocks' postings (opening their indexes if closed) are read on several threads,
         // then the series limit is checked before any series is read.
-        let postings = per_block(&selected, &mut ctx, |(block, matchers), ctx| {
+        // Over a remote bucket every block's reads wait a round trip: start them together.
+        let at_once = selected
+            .iter()
+            .filter(|(b, _)| b.reads_chunks_remotely())
+            .count()
+            .min(MAX_REMOTE_BLOCK_THREADS);
+        let postings = per_block(&selected, &mut ctx, at_once, |(block, matchers), ctx| {
             block.postings(matchers, ctx)
         })?;
         let mut postings_total = 0u64;
@@ -199,7 +210,7 @@ impl BucketStore {
         }
         // Each cursor's first batch of series, on several threads too: for most requests that
         // is all their series.
-        let primed = per_block(&cursors, &mut ctx, |cursor, ctx| {
+        let primed = per_block(&cursors, &mut ctx, at_once, |cursor, ctx| {
             cursor.lock().prime(q, ctx)
         })?;
         let mut cursors: Vec<BlockCursor> = cursors.into_iter().map(|c| c.into_inner()).collect();
@@ -219,45 +230,78 @@ impl BucketStore {
         let mut merged = MergedSeries::new(cursors);
         // Blocks that failed: left out of the rest of the response.
         let mut failed = vec![false; blocks.len()];
-        let mut sent = 0u64;
-        let mut chunk_count = 0u64;
-        let mut batch: Vec<Merged> = Vec::with_capacity(SERIES_PER_FETCH);
-        let mut batch_chunks = 0usize;
+        // Over a remote bucket, the chunks of the next batches are fetched while this one is
+        // sent: up to PREFETCH_BATCHES in flight, each within the memory budget.
+        let depth = if !q.skip_chunks
+            && !crate::nowait::active()
+            && blocks.iter().any(|b| b.reads_chunks_remotely())
+        {
+            PREFETCH_BATCHES
+        } else {
+            1
+        };
+        let fetch = ChunkFetcher {
+            runtime: &self.runtime,
+            blocks: &blocks,
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                self.config.bucket_requests_per_query.max(1),
+            )),
+        };
+        let mut queue: VecDeque<InFlight> = VecDeque::new();
+        let (mut sent, mut pending, mut chunk_count) = (0u64, 0u64, 0u64);
+        let mut exhausted = false;
         loop {
-            let next = if q.limit > 0 && sent + batch.len() as u64 >= q.limit {
-                None
-            } else {
-                merged.next(q, &mut ctx, &mut failed, &mut |id, e| {
-                    block_failed(id, e, q.partial_response, emit)
-                })?
-            };
-            let done = next.is_none();
-            if let Some(m) = next {
-                chunk_count += m.chunks.len() as u64;
-                if limits.samples > 0 && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples {
-                    return Err(StoreError::ResourceExhausted(format!(
-                        "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
-                        chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
-                        limits.samples
-                    )));
+            while !exhausted && queue.len() < depth && (q.limit == 0 || sent + pending < q.limit) {
+                let mut batch: Vec<Merged> = Vec::with_capacity(SERIES_PER_FETCH);
+                let mut batch_chunks = 0usize;
+                while batch.len() < SERIES_PER_FETCH && batch_chunks < CHUNKS_PER_FETCH {
+                    if q.limit > 0 && sent + pending + batch.len() as u64 >= q.limit {
+                        break;
+                    }
+                    let Some(m) = merged.next(q, &mut ctx, &mut failed, &mut |id, e| {
+                        block_failed(id, e, q.partial_response, emit)
+                    })?
+                    else {
+                        exhausted = true;
+                        break;
+                    };
+                    chunk_count += m.chunks.len() as u64;
+                    if limits.samples > 0
+                        && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples
+                    {
+                        return Err(StoreError::ResourceExhausted(format!(
+                            "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
+                            chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
+                            limits.samples
+                        )));
+                    }
+                    batch_chunks += m.chunks.len();
+                    batch.push(m);
                 }
-                batch_chunks += m.chunks.len();
-                batch.push(m);
-                if batch.len() < SERIES_PER_FETCH && batch_chunks < CHUNKS_PER_FETCH {
-                    continue;
+                if batch.is_empty() {
+                    break;
                 }
+                pending += batch.len() as u64;
+                let inflight =
+                    fetch.start(batch, q.skip_chunks, &mut failed, &mut ctx, &mut |id, e| {
+                        block_failed(id, e, q.partial_response, emit)
+                    })?;
+                queue.push_back(inflight);
             }
-            // The batch's chunk bytes go back to the memory budget once it is sent.
-            let mark = ctx.held();
-            let chunks = if q.skip_chunks {
-                vec![Vec::new(); batch.len()]
-            } else {
-                fetch_batch(&blocks, &batch, &mut failed, &mut ctx, &mut |id, e| {
-                    block_failed(id, e, q.partial_response, emit)
-                })?
+            let Some(inflight) = queue.pop_front() else {
+                break;
             };
-            batch_chunks = 0;
-            for (m, chunks) in batch.drain(..).zip(chunks) {
+            pending -= inflight.batch.len() as u64;
+            let reserved = inflight.reserved;
+            let mark = ctx.held();
+            let (batch, chunks) = fetch.finish(
+                inflight,
+                q.skip_chunks,
+                &mut failed,
+                &mut ctx,
+                &mut |id, e| block_failed(id, e, q.partial_response, emit),
+            )?;
+            for (m, chunks) in batch.into_iter().zip(chunks) {
                 if chunks.is_empty() && !q.skip_chunks {
                     continue; // all its chunks were in failed blocks
                 }
@@ -274,10 +318,9 @@ impl BucketStore {
                     return Ok(summary);
                 }
             }
+            // The batch's chunk bytes go back to the memory budget once it is sent.
             ctx.release_to(mark);
-            if done {
-                break;
-            }
+            ctx.release(reserved);
         }
         ctx.stats.merge_duration = merge_started.elapsed();
         summary.stats = std::mem::take(&mut ctx.stats);
@@ -402,14 +445,19 @@ pub(super) fn cores() -> usize {
 /// Per-block work shorter than this is not worth starting a thread for (tens of µs).
 const WORTH_A_THREAD: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// Threads a request starts at most to read remote blocks at once.
+const MAX_REMOTE_BLOCK_THREADS: usize = 32;
+
 /// Runs `work` for every item, each with its own fork of `ctx`, merged back in item order;
-/// results come in item order. This thread takes the first item; if it took longer than
-/// [`WORTH_A_THREAD`], the rest run on up to as many threads as there are cores (this one
-/// among them). Threads are scoped to the call, not pooled: a thread waiting for the memory
-/// budget must not hold up another request's work.
+/// results come in item order. With `at_once` above 1 (blocks whose reads wait on a remote
+/// bucket), that many threads start right away. Otherwise this thread takes the first item;
+/// if it took longer than [`WORTH_A_THREAD`], the rest run on up to as many threads as there
+/// are cores (this one among them). Threads are scoped to the call, not pooled: a thread
+/// waiting for the memory budget must not hold up another request's work.
 fn per_block<I: Sync, T: Send>(
     items: &[I],
     ctx: &mut QueryCtx,
+    at_once: usize,
     work: impl Fn(&I, &mut QueryCtx) -> T + Sync,
 ) -> Result<Vec<T>, StoreError> {
     let cores = cores();
@@ -430,10 +478,18 @@ fn per_block<I: Sync, T: Send>(
     };
     let run = || while run_one() {};
     let started = Instant::now();
-    run_one();
-    let threads = cores.min(items.len().saturating_sub(1));
+    let at_once = at_once.min(items.len());
+    let threads = if at_once > 1 {
+        at_once
+    } else {
+        run_one();
+        cores.min(items.len().saturating_sub(1))
+    };
     // No-wait mode is this thread's: the items it would share run here.
-    if threads <= 1 || started.elapsed() < WORTH_A_THREAD || crate::nowait::active() {
+    if threads <= 1
+        || (at_once <= 1 && started.elapsed() < WORTH_A_THREAD)
+        || crate::nowait::active()
+    {
         run();
     } else {
         std::thread::scope(|s| {
@@ -477,61 +533,158 @@ fn block_failed(
     }
 }
 
-/// Fetches the chunks of a batch of merged series, block by block; returns per series its
-/// chunks sorted by time with identical ones (from overlapping blocks) dropped. A block that
-/// fails goes to `on_error` (which may accept it as a warning) and is marked in `failed`.
-fn fetch_batch(
-    blocks: &[Arc<BucketBlock>],
-    batch: &[Merged],
-    failed: &mut [bool],
-    ctx: &mut QueryCtx,
-    on_error: &mut dyn FnMut(Ulid, StoreError) -> Result<(), StoreError>,
-) -> Result<Vec<Vec<StoredChunk>>, StoreError> {
-    let mut out: Vec<Vec<StoredChunk>> = batch
-        .iter()
-        .map(|m| Vec::with_capacity(m.chunks.len()))
-        .collect();
-    for (b, block) in blocks.iter().enumerate() {
-        if failed[b] {
-            continue;
+/// What the fetch of one block's plan gave.
+type BlockRecords = Result<Vec<SegmentRecords>, StoreError>;
+
+/// A batch of merged series whose chunks are being fetched.
+struct InFlight {
+    batch: Vec<Merged>,
+    /// Per block with chunks in the batch: the plan, and which series each wanted chunk is of.
+    plans: Vec<(usize, ChunkPlan, Vec<WantedChunk>, Vec<usize>)>,
+    /// The remote reads, running on the runtime; per plan, in order.
+    reads: Option<tokio::task::JoinHandle<Vec<BlockRecords>>>,
+    /// Budget reserved by the plans, given back once the batch is sent.
+    reserved: u64,
+}
+
+impl Drop for InFlight {
+    /// A request that ends early (an error, the client gone) stops its fetches.
+    fn drop(&mut self) {
+        if let Some(reads) = &self.reads {
+            reads.abort();
         }
-        let mut metas = Vec::new();
-        let mut owners = Vec::new();
-        for (s, m) in batch.iter().enumerate() {
-            for (cb, meta) in &m.chunks {
-                if *cb == b {
-                    metas.push(*meta);
-                    owners.push(s);
+    }
+}
+
+/// Fetches the chunks of batches of merged series: every block's records of a batch at once,
+/// on the runtime, so several batches can be in flight while the request goes on.
+struct ChunkFetcher<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    blocks: &'a [Arc<BucketBlock>],
+    /// The request's bound on GETs in flight (`--store.max-bucket-requests-per-query`).
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ChunkFetcher<'_> {
+    /// Plans the batch's chunks per block (cache hits, ranges, budget) and starts the remote
+    /// reads. A block that fails goes to `on_error` (which may accept it as a warning) and is
+    /// marked in `failed`.
+    fn start(
+        &self,
+        batch: Vec<Merged>,
+        skip_chunks: bool,
+        failed: &mut [bool],
+        ctx: &mut QueryCtx,
+        on_error: &mut dyn FnMut(Ulid, StoreError) -> Result<(), StoreError>,
+    ) -> Result<InFlight, StoreError> {
+        let before = ctx.held();
+        let mut plans = Vec::new();
+        if !skip_chunks {
+            for (b, block) in self.blocks.iter().enumerate() {
+                if failed[b] {
+                    continue;
+                }
+                let mut metas = Vec::new();
+                let mut owners = Vec::new();
+                for (s, m) in batch.iter().enumerate() {
+                    for (cb, meta) in &m.chunks {
+                        if *cb == b {
+                            metas.push(*meta);
+                            owners.push(s);
+                        }
+                    }
+                }
+                if metas.is_empty() {
+                    continue;
+                }
+                match block.plan_chunks(&metas, ctx) {
+                    Ok(plan) => plans.push((b, plan, metas, owners)),
+                    Err(e) => {
+                        failed[b] = true;
+                        on_error(block.id, e)?;
+                    }
                 }
             }
         }
-        if metas.is_empty() {
-            continue;
-        }
-        match block.chunks(&metas, ctx) {
-            Ok(chunks) => {
-                for (s, c) in owners.into_iter().zip(chunks) {
-                    out[s].push(c);
+        let reads: Vec<_> = plans
+            .iter()
+            .filter(|(_, plan, ..)| plan.needs_fetch())
+            .map(|(b, plan, ..)| {
+                self.blocks[*b].fetch_planned(plan, &self.permits, ctx.budget_ticket())
+            })
+            .collect();
+        let reads =
+            (!reads.is_empty()).then(|| self.runtime.spawn(futures::future::join_all(reads)));
+        Ok(InFlight {
+            batch,
+            plans,
+            reads,
+            reserved: ctx.held().saturating_sub(before),
+        })
+    }
+
+    /// Waits for the batch's reads and returns it with, per series, its chunks sorted by time
+    /// with identical ones (from overlapping blocks) dropped.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        &self,
+        mut inflight: InFlight,
+        skip_chunks: bool,
+        failed: &mut [bool],
+        ctx: &mut QueryCtx,
+        on_error: &mut dyn FnMut(Ulid, StoreError) -> Result<(), StoreError>,
+    ) -> Result<(Vec<Merged>, Vec<Vec<StoredChunk>>), StoreError> {
+        let batch = std::mem::take(&mut inflight.batch);
+        let mut out: Vec<Vec<StoredChunk>> = batch
+            .iter()
+            .map(|m| Vec::with_capacity(if skip_chunks { 0 } else { m.chunks.len() }))
+            .collect();
+        let mut reads = match inflight.reads.take() {
+            Some(handle) => self
+                .runtime
+                .block_on(handle)
+                .map_err(|e| StoreError::Internal(format!("chunk fetch task failed: {e}")))?
+                .into_iter(),
+            None => Vec::new().into_iter(),
+        };
+        for (b, mut plan, metas, owners) in std::mem::take(&mut inflight.plans) {
+            let block = &self.blocks[b];
+            let chunks = match plan.needs_fetch() {
+                true => reads
+                    .next()
+                    .expect("a read per plan that needed one")
+                    .map(|records| plan.fetched(records))
+                    .and_then(|()| block.finish_chunks(plan, &metas, ctx)),
+                false => block.finish_chunks(plan, &metas, ctx),
+            };
+            if failed[b] {
+                continue; // failed in a later batch's planning: left out from here on
+            }
+            match chunks {
+                Ok(chunks) => {
+                    for (s, c) in owners.into_iter().zip(chunks) {
+                        out[s].push(c);
+                    }
+                }
+                Err(e) => {
+                    failed[b] = true;
+                    on_error(block.id, e)?;
                 }
             }
-            Err(e) => {
-                failed[b] = true;
-                on_error(block.id, e)?;
-            }
         }
+        for chunks in &mut out {
+            chunks.sort_by(|a, b| {
+                (a.min_time, a.max_time, a.hash).cmp(&(b.min_time, b.max_time, b.hash))
+            });
+            chunks.dedup_by(|a, b| {
+                a.min_time == b.min_time
+                    && a.max_time == b.max_time
+                    && a.hash == b.hash
+                    && a.data == b.data
+            });
+        }
+        Ok((batch, out))
     }
-    for chunks in &mut out {
-        chunks.sort_by(|a, b| {
-            (a.min_time, a.max_time, a.hash).cmp(&(b.min_time, b.max_time, b.hash))
-        });
-        chunks.dedup_by(|a, b| {
-            a.min_time == b.min_time
-                && a.max_time == b.max_time
-                && a.hash == b.hash
-                && a.data == b.data
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -549,7 +702,7 @@ mod tests {
         let items: Vec<u64> = (1..=6).collect();
         let threads = parking_lot::Mutex::new(std::collections::HashSet::new());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let out = per_block(&items, &mut ctx, |&i, ctx| {
+        let out = per_block(&items, &mut ctx, 0, |&i, ctx| {
             threads.lock().insert(std::thread::current().id());
             if i == 1 {
                 // The first item takes longer than a thread start: the rest are shared...
@@ -575,7 +728,7 @@ mod tests {
         assert_eq!(threads.lock().len() > 1, cores > 1);
 
         // Together over the request's bytes limit: refused when merged back.
-        let e = per_block(&items, &mut ctx, |&i, ctx| {
+        let e = per_block(&items, &mut ctx, 0, |&i, ctx| {
             ctx.stats.data_downloaded_size_sum += (i * 50) as i64;
         })
         .unwrap_err();

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: real binaries, loopback ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod slow;
 pub mod store;
 pub mod storeapi;
 
@@ -591,18 +592,28 @@ impl S3Server {
         self.objstore_yaml_with_credentials(prefix, S3_ACCESS_KEY, S3_SECRET_KEY)
     }
 
+    /// Thanos objstore YAML for this server's bucket reached at `endpoint` (a proxy in front
+    /// of it).
+    pub fn objstore_yaml_at(&self, endpoint: &str, prefix: &str) -> String {
+        self.yaml(endpoint, prefix, S3_ACCESS_KEY, S3_SECRET_KEY)
+    }
+
     pub fn objstore_yaml_with_credentials(
         &self,
         prefix: &str,
         access_key: &str,
         secret_key: &str,
     ) -> String {
+        self.yaml(&self.endpoint, prefix, access_key, secret_key)
+    }
+
+    fn yaml(&self, endpoint: &str, prefix: &str, access_key: &str, secret_key: &str) -> String {
         // JSON strings are valid YAML scalars: safe quoting for whatever a test passes.
         let q = |s: &str| serde_json::to_string(s).unwrap();
         format!(
             "type: S3\nconfig:\n  bucket: {}\n  endpoint: {}\n  region: {S3_REGION}\n  access_key: {}\n  secret_key: {}\n  insecure: true\nprefix: {}\n",
             q(&self.bucket),
-            q(&self.endpoint),
+            q(endpoint),
             q(access_key),
             q(secret_key),
             q(prefix),

@@ -24,6 +24,13 @@ impl StoreProcess {
     }
 
     pub fn start_in(objstore_yaml: &str, extra: &[&str], data_dir: tempfile::TempDir) -> Self {
+        let p = Self::spawn_in(objstore_yaml, extra, data_dir);
+        p.wait_ready();
+        p
+    }
+
+    /// Starts the store without waiting for it to be ready (to probe it from its start).
+    pub fn spawn_in(objstore_yaml: &str, extra: &[&str], data_dir: tempfile::TempDir) -> Self {
         let (grpc_port, http_port) = (free_port(), free_port());
         let child = stele()
             .arg("store")
@@ -42,7 +49,6 @@ impl StoreProcess {
             http: format!("http://127.0.0.1:{http_port}"),
             data_dir,
         };
-        p.wait_ready();
         p
     }
 

@@ -30,8 +30,11 @@ pub fn call_info(
     grpc: &str,
 ) -> Result<thanos::info::InfoResponse, tonic::Status> {
     rt.block_on(async {
+        // Bounded, so a wedged server fails the test instead of hanging it.
         let ch = Channel::from_shared(grpc.to_string())
             .unwrap()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -47,6 +50,7 @@ pub fn store_client(rt: &tokio::runtime::Runtime, grpc: &str) -> StoreClient<Cha
     rt.block_on(async {
         let ch = Channel::from_shared(grpc.to_string())
             .unwrap()
+            .connect_timeout(Duration::from_secs(10))
             .connect()
             .await
             .unwrap();

@@ -126,7 +126,8 @@ fn parse_share(s: &str) -> Result<f64, String> {
     }
 }
 
-fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
+/// The bucket to inventory, its name, and whether it is remote (what the store reads it as).
+fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String, bool)> {
     if let Some(dir) = &args.blocks_dir {
         anyhow::ensure!(
             dir.is_dir(),
@@ -135,7 +136,7 @@ fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
         );
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .with_context(|| format!("opening {}", dir.display()))?;
-        return Ok((Arc::new(store), dir.display().to_string()));
+        return Ok((Arc::new(store), dir.display().to_string(), false));
     }
     let Some((yaml, _)) = super::store::yaml_flag(
         &args.objstore_config,
@@ -149,7 +150,8 @@ fn bucket(args: &PlanArgs) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
     };
     let config = crate::objstore::BucketConfig::parse(&yaml)?;
     let name = format!("{:?} bucket", config.provider);
-    Ok((config.build()?, name))
+    let remote = config.local_directory().is_none();
+    Ok((config.build()?, name, remote))
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
@@ -159,7 +161,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             "--concurrent-share must be within 0..1, got {share}"
         );
     }
-    let (store, source) = bucket(&args)?;
+    let (store, source, remote) = bucket(&args)?;
     let bench = args
         .bench_report
         .as_ref()
@@ -204,9 +206,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let inv = runtime
+    let mut inv = runtime
         .block_on(inventory(store, source, &opts, &bar))
         .context("taking the inventory")?;
+    inv.remote = remote;
     bar.finish_and_clear();
     for b in inv.blocks.iter().filter(|b| b.error.is_some()) {
         eprintln!(

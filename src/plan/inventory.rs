@@ -105,6 +105,9 @@ impl IndexFigures {
 pub struct Inventory {
     /// Where the blocks came from.
     pub source: String,
+    /// Whether a store reads them from a remote bucket (set by the caller; it sizes what a
+    /// request holds in flight).
+    pub remote: bool,
     /// In time order, then by ULID.
     pub blocks: Vec<BlockInventory>,
     /// Directories that are no block (no or bad meta.json) with the reason.

@@ -19,12 +19,13 @@ use serde::Serialize;
 
 use super::inventory::Inventory;
 use super::PlanError;
-use crate::store::cursor_batch;
+use crate::store::{cursor_batch, CHUNK_BATCHES_AHEAD};
 
 /// Share of a pod's memory and CPU the plan may fill; the rest absorbs spikes.
 pub const HEADROOM: f64 = 0.8;
 /// stele fetches a query's series entries and chunks this many series at a time
-/// (`SERIES_PER_FETCH` in store/query.rs): one batch of chunks is in flight per request.
+/// (`SERIES_PER_FETCH` in store/query.rs); over a remote bucket up to
+/// `store::CHUNK_BATCHES_AHEAD` batches of chunks are in flight per request.
 pub const SERIES_PER_BATCH: f64 = 1000.0;
 /// Postings bytes a query reads per matched series: about two matchers' lists of 4-byte refs.
 pub const POSTINGS_BYTES_PER_SERIES: f64 = 8.0;
@@ -52,6 +53,8 @@ pub struct DataFacts {
     pub series_section_bytes: u64,
     pub header_disk_bytes: u64,
     pub header_resident_bytes: u64,
+    /// Read from a remote bucket: larger cursor batches, chunks fetched batches ahead.
+    pub remote: bool,
 }
 
 impl DataFacts {
@@ -75,6 +78,7 @@ impl DataFacts {
             series_section_bytes: t.series_section_bytes,
             header_disk_bytes: t.header_disk_bytes,
             header_resident_bytes: t.header_resident_bytes,
+            remote: inv.remote,
         })
     }
 
@@ -303,6 +307,9 @@ pub struct ClassCost {
     pub held_bytes_per_series: f64,
     /// Chunk bytes of one fetch batch, per block read.
     pub chunk_batch_per_block: f64,
+    /// Whether the blocks are read from a remote bucket (see [`DataFacts::remote`]).
+    #[serde(skip)]
+    pub remote: bool,
     pub latency_s: f64,
 }
 
@@ -465,6 +472,11 @@ fn class_cost(
         0.0
     };
     let batch_share = (SERIES_PER_BATCH / series.max(1.0)).min(1.0);
+    let batches_ahead = if facts.remote {
+        CHUNK_BATCHES_AHEAD as f64
+    } else {
+        1.0
+    };
     let mib = (index_bytes + fetched_chunks) / f64::from(1 << 20);
     let mut cost = ClassCost {
         name: c.name.clone(),
@@ -479,7 +491,9 @@ fn class_cost(
         held_bytes_per_series: facts.entry_bytes()
             + POSTINGS_BYTES_PER_SERIES
             + cal.held_bytes_per_series,
-        chunk_batch_per_block: fetched_chunks * batch_share / blocks.max(1.0),
+        chunk_batch_per_block: fetched_chunks * (batches_ahead * batch_share).min(1.0)
+            / blocks.max(1.0),
+        remote: facts.remote,
         latency_s: c
             .measured_latency_s
             .unwrap_or(cal.latency_floor_s + mib * cal.latency_s_per_mib),
@@ -491,9 +505,9 @@ fn class_cost(
 impl ClassCost {
     /// Bytes one request holds at its peak on a pod where it reads `blocks` blocks: each
     /// block's cursor holds one batch of series (the store sizes batches by the number of
-    /// blocks, `store::cursor_batch`), plus one batch of chunks.
+    /// blocks, `store::cursor_batch`), plus the batches of chunks fetched ahead.
     pub fn peak_on(&self, blocks: f64) -> f64 {
-        let batch = cursor_batch(blocks.round().max(1.0) as usize) as f64;
+        let batch = cursor_batch(blocks.round().max(1.0) as usize, self.remote) as f64;
         blocks * (self.series.min(batch) * self.held_bytes_per_series + self.chunk_batch_per_block)
     }
 }
@@ -748,6 +762,7 @@ mod tests {
             series_section_bytes: 100 * MIB,
             header_disk_bytes: 20 * MIB,
             header_resident_bytes: 30 * MIB,
+            remote: false,
         }
     }
 
@@ -866,6 +881,16 @@ mod tests {
             (c.peak_on(200.0) - 200.0 * (32.0 * c.held_bytes_per_series + chunks * 0.04)).abs()
                 < 1e-3
         );
+        // From a remote bucket: cursors of 16384 / 10 = 1,638 series, and the chunks of up
+        // to 8 batches ahead: all three.
+        let remote = DataFacts {
+            remote: true,
+            ..facts()
+        };
+        let p = plan(&remote, &one_class(2500.0, None), &targets(), &cal()).unwrap();
+        let c = &p.classes[0];
+        let held = 10.0 * 1638.0 * (100.0 * MIB as f64 / 1e6 + 8.0 + 100.0);
+        assert!((c.peak_bytes - (held + chunks)).abs() < 1e-3);
     }
 
     #[test]

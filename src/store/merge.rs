@@ -29,11 +29,18 @@ use crate::model::{Labels, Matcher};
 const SERIES_IN_FLIGHT: usize = 2048;
 const MIN_BATCH: usize = 32;
 const MAX_BATCH: usize = 512;
+/// The same over a remote bucket, where each batch a cursor reads after its first costs a
+/// round trip on the request's critical path: larger batches, for a few MiB more held.
+const REMOTE_SERIES_IN_FLIGHT: usize = 16384;
+const REMOTE_MAX_BATCH: usize = 8192;
 
-/// Series a block's cursor reads at a time when a request reads `blocks` blocks (also what
-/// `stele plan` sizes in-flight memory by).
-pub fn cursor_batch(blocks: usize) -> usize {
-    (SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, MAX_BATCH)
+/// Series a block's cursor reads at a time when a request reads `blocks` blocks, from a
+/// `remote` bucket or not (also what `stele plan` sizes in-flight memory by).
+pub fn cursor_batch(blocks: usize, remote: bool) -> usize {
+    match remote {
+        true => (REMOTE_SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, REMOTE_MAX_BATCH),
+        false => (SERIES_IN_FLIGHT / blocks.max(1)).clamp(MIN_BATCH, MAX_BATCH),
+    }
 }
 
 /// One block's series matching the request, in label order, read a batch at a time.
@@ -60,13 +67,14 @@ impl BlockCursor {
         q: &SeriesQuery,
     ) -> Result<Self, StoreError> {
         let whole = block.own_labels_rewritten(&q.without_replica_labels)?;
+        let batch = cursor_batch(blocks, block.reads_chunks_remotely());
         let ext_names = block.ext_labels.iter().map(|l| l.name.clone()).collect();
         Ok(BlockCursor {
             block,
             refs: postings.refs,
             filters: postings.filters,
             next_ref: 0,
-            batch: cursor_batch(blocks),
+            batch,
             whole,
             ready: VecDeque::new(),
             held_back: HeldBack {

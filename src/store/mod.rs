@@ -33,7 +33,9 @@ pub use fetch::{coalesce, FetchCost};
 pub use lazy::{HeaderCounters, LazyIndex};
 pub use merge::cursor_batch;
 pub use metrics::StoreCollector;
-pub use query::{LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec};
+pub use query::{
+    LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec, CHUNK_BATCHES_AHEAD,
+};
 
 use crate::bucket::discover::{block_files, discover, BlockFilters};
 use crate::cache::Cache;

@@ -28,7 +28,7 @@ const SERIES_PER_FETCH: usize = 1000;
 const CHUNKS_PER_FETCH: usize = 4096;
 /// Batches whose chunks a request fetches ahead over a remote bucket: enough to keep the
 /// bucket busy over a round trip of tens of milliseconds, each within the memory budget.
-const PREFETCH_BATCHES: usize = 8;
+pub const CHUNK_BATCHES_AHEAD: usize = 8;
 /// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
 const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
 /// Series (summed over blocks) and blocks a request may have to run in no-wait mode, on an
@@ -231,12 +231,12 @@ impl BucketStore {
         // Blocks that failed: left out of the rest of the response.
         let mut failed = vec![false; blocks.len()];
         // Over a remote bucket, the chunks of the next batches are fetched while this one is
-        // sent: up to PREFETCH_BATCHES in flight, each within the memory budget.
+        // sent: up to CHUNK_BATCHES_AHEAD in flight, each within the memory budget.
         let depth = if !q.skip_chunks
             && !crate::nowait::active()
             && blocks.iter().any(|b| b.reads_chunks_remotely())
         {
-            PREFETCH_BATCHES
+            CHUNK_BATCHES_AHEAD
         } else {
             1
         };

@@ -263,6 +263,41 @@ fn a_dead_or_frozen_server_means_misses_and_the_cache_recovers() {
 }
 
 #[test]
+fn a_pending_set_is_read_back_and_only_the_newest_value_lands() {
+    let server = MemcachedServer::start();
+    let c = client(MemcachedConfig {
+        max_async_concurrency: 4,
+        timeout: Duration::from_secs(10),
+        ..config(&server)
+    });
+    // Frozen: the sets cannot land, so both are pending when the get runs.
+    server.pause();
+    c.set_async("page".into(), Bytes::from_static(b"first"), TTL);
+    c.set_async("page".into(), Bytes::from_static(b"second"), TTL);
+    assert_eq!(c.metrics().queued(), 1, "one pending set per key");
+    // Read back from the pending sets: no round trip to the frozen server.
+    assert_eq!(
+        c.get_multi(&["page"]),
+        vec![Some(Bytes::from_static(b"second"))]
+    );
+    assert_eq!(c.metrics().operations(OP_GET_MULTI), 0);
+    server.resume();
+    drained(&c);
+    // Memcached holds the newest value, whichever order the setters ran in.
+    let fresh = client(config(&server));
+    assert_eq!(
+        fresh.get_multi(&["page"]),
+        vec![Some(Bytes::from_static(b"second"))]
+    );
+    // Once landed, gets go to memcached again.
+    assert_eq!(
+        c.get_multi(&["page"]),
+        vec![Some(Bytes::from_static(b"second"))]
+    );
+    assert_eq!(c.metrics().operations(OP_GET_MULTI), 1);
+}
+
+#[test]
 fn puts_never_wait_when_the_queue_is_full() {
     let server = MemcachedServer::start();
     let cache = memcached_only(SecondLevel::new(

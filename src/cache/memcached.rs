@@ -389,18 +389,24 @@ struct Inner {
     gate: Gate,
     metrics: MemcachedMetrics,
     log: LogLimiter,
+    pending: Mutex<HashMap<String, PendingSet>>,
 }
 
-struct SetJob {
-    key: String,
+/// A background set not yet acknowledged by memcached. Gets see it first, so this process
+/// reads what it wrote even before memcached has it: a read-modify-write (a series page filled
+/// by successive requests) never starts from an older value and drops entries, and two sets of
+/// one key never land out of order (one job per key, always writing the newest value).
+struct PendingSet {
     value: Bytes,
     expiry: Duration,
+    version: u64,
 }
 
 /// The client. Dropping it stops the background setters once their queue is drained.
 pub struct MemcachedClient {
     inner: Arc<Inner>,
-    queue: Sender<SetJob>,
+    /// Keys with a [`PendingSet`] and no setter on them yet.
+    queue: Sender<String>,
 }
 
 impl std::fmt::Debug for MemcachedClient {
@@ -432,6 +438,7 @@ impl MemcachedClient {
             },
             metrics,
             log: LogLimiter::default(),
+            pending: Mutex::new(HashMap::new()),
             config,
         });
         let (queue, jobs) = bounded(inner.config.max_async_buffer_size);
@@ -457,7 +464,21 @@ impl MemcachedClient {
     /// The values of `keys`, in order; `None` for misses and for keys whose server failed
     /// (counted and logged, never an error to the caller).
     pub fn get_multi(&self, keys: &[&str]) -> Vec<Option<Bytes>> {
-        self.inner.get_multi(keys)
+        let mut out: Vec<Option<Bytes>> = {
+            let pending = self.inner.pending.lock();
+            keys.iter()
+                .map(|k| pending.get(*k).map(|p| p.value.clone()))
+                .collect()
+        };
+        let asked: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if asked.len() == keys.len() {
+            return self.inner.get_multi(keys);
+        }
+        let rest: Vec<&str> = asked.iter().map(|&i| keys[i]).collect();
+        for (i, value) in asked.into_iter().zip(self.inner.get_multi(&rest)) {
+            out[i] = value;
+        }
+        out
     }
 
     /// Stores `value` under `key` in the background. Dropped (and counted) when it is larger
@@ -469,12 +490,36 @@ impl MemcachedClient {
             m.skip(OP_SET, "max-item-size");
             return;
         }
-        m.queued.inc();
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(SetJob { key, value, expiry })
-        {
-            m.queued.dec();
+        let mut pending = self.inner.pending.lock();
+        if let Some(p) = pending.get_mut(&key) {
+            // Its setter has not written it yet, or will write again: it takes the newest.
+            *p = PendingSet {
+                value,
+                expiry,
+                version: p.version + 1,
+            };
+            return;
+        }
+        if pending.len() >= self.inner.config.max_async_buffer_size {
             m.skip(OP_SET, "async-buffer-full");
+            return;
+        }
+        match self.queue.try_send(key.clone()) {
+            Ok(()) => {
+                let version = 0;
+                pending.insert(
+                    key,
+                    PendingSet {
+                        value,
+                        expiry,
+                        version,
+                    },
+                );
+                m.queued.inc();
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                m.skip(OP_SET, "async-buffer-full");
+            }
         }
     }
 
@@ -648,10 +693,26 @@ impl Inner {
     }
 
     /// A setter thread: takes jobs until the client is dropped (the queue is then drained).
-    fn run_setter(&self, jobs: &Receiver<SetJob>) {
-        for job in jobs {
-            let _ = self.set(&job.key, &job.value, job.expiry);
-            self.metrics.queued.dec();
+    /// A key's pending set is removed once memcached has its newest value.
+    fn run_setter(&self, jobs: &Receiver<String>) {
+        for key in jobs {
+            loop {
+                let Some((value, expiry, version)) = self
+                    .pending
+                    .lock()
+                    .get(&key)
+                    .map(|p| (p.value.clone(), p.expiry, p.version))
+                else {
+                    break;
+                };
+                let _ = self.set(&key, &value, expiry);
+                let mut pending = self.pending.lock();
+                if pending.get(&key).is_some_and(|p| p.version == version) {
+                    pending.remove(&key);
+                    self.metrics.queued.dec();
+                    break;
+                }
+            }
         }
     }
 }

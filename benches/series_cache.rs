@@ -28,8 +28,9 @@ use stele::bucket::discover::BlockFilters;
 use stele::cache::{Cache, ItemKind};
 use stele::model::parse_selector;
 use stele::proto::thanos::{series_response, SeriesResponse};
-use stele::server::grpc::series_to_proto;
-use stele::store::{BucketBlock, BucketStore, Limits, SeriesEvent, SeriesQuery, StoreConfig};
+use stele::store::{BucketBlock, BucketStore, StoreConfig};
+use stele::storeapi::convert::series_to_proto;
+use stele::storeapi::{Limits, SeriesEvent, SeriesQuery};
 
 /// Heap bytes allocated and not freed, over the whole process (jemalloc, stele's allocator,
 /// counts them).

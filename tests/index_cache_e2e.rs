@@ -66,7 +66,7 @@ fn ask(
             wire_matchers(matchers)
         };
         let names = rt
-            .block_on(client.label_names(thanos::LabelNamesRequest {
+            .block_on(client.store().label_names(thanos::LabelNamesRequest {
                 start: min,
                 end: max,
                 matchers: matchers.clone(),
@@ -78,7 +78,7 @@ fn ask(
         answers.push(Answer::Names(names));
         for label in ["__name__", "job", "pod", "le"] {
             let values = rt
-                .block_on(client.label_values(thanos::LabelValuesRequest {
+                .block_on(client.store().label_values(thanos::LabelValuesRequest {
                     label: label.into(),
                     start: min,
                     end: max,

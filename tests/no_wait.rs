@@ -12,9 +12,8 @@ use common::*;
 use stele::bucket::discover::BlockFilters;
 use stele::cache::{Cache, ItemKind};
 use stele::model::parse_selector;
-use stele::store::{
-    BucketStore, Limits, SeriesEvent, SeriesOut, SeriesQuery, StoreConfig, StoreEngine, StoreError,
-};
+use stele::store::{BucketStore, StoreConfig};
+use stele::storeapi::{Limits, SeriesEvent, SeriesOut, SeriesQuery, StoreEngine, StoreError};
 
 struct Fixture {
     _dirs: tempfile::TempDir,

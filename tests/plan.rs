@@ -242,7 +242,7 @@ fn inventory_agrees_with_promtool_analyze_on_promtool_and_gen_blocks() {
         let read = b["index"]["bytes_read"].as_u64().unwrap();
         let index_bytes = b["index_bytes"].as_u64().unwrap();
         assert!(read < index_bytes, "{id}: read {read} of {index_bytes}");
-        let source = stele::tsdb::source::FileSource::open(&dir.join(id).join("index")).unwrap();
+        let source = stele::block::FileSource::open(&dir.join(id).join("index")).unwrap();
         let header = stele::index_header::build(&source).unwrap();
         let header_dir = tempfile::tempdir().unwrap();
         stele::index_header::write(header_dir.path(), &header).unwrap();

@@ -16,7 +16,7 @@ use common::storeapi::*;
 use common::*;
 use stele::model::Labels;
 use stele::proto::thanos;
-use stele::store::{SeriesEvent, SeriesQuery, StoreEngine};
+use stele::storeapi::{SeriesEvent, SeriesQuery, StoreEngine};
 use stele::tsdb::meta::BlockMeta;
 
 const OM_START: i64 = 1_767_225_600_000; // the openmetrics fixture: 2026-01-01, 5 hours
@@ -345,8 +345,7 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
         &mut client,
         series_request(r#"{cluster="eu-1"}"#, OM_START, OM_END),
     )
-    .err()
-    .expect("no matchers left");
+    .expect_err("no matchers left");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     // Replica labels dropped, label sets only, and the limit.
     let mut req = series_request(r#"{__name__="requests_total"}"#, OM_START, OM_END);
@@ -366,7 +365,7 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
 
     // Label APIs: Prometheus' answers plus the external labels.
     let names = rt
-        .block_on(client.label_names(thanos::LabelNamesRequest {
+        .block_on(client.store().label_names(thanos::LabelNamesRequest {
             start: OM_START,
             end: OM_END,
             matchers: wire_matchers(r#"{__name__="temperature"}"#),
@@ -377,7 +376,7 @@ fn ships_every_block_once_and_serves_what_prometheus_serves() {
         .names;
     assert_eq!(names, vec!["__name__", "cluster", "replica", "room"]);
     let mut label_values = |name: &str| {
-        rt.block_on(client.label_values(thanos::LabelValuesRequest {
+        rt.block_on(client.store().label_values(thanos::LabelValuesRequest {
             label: name.into(),
             start: OM_START,
             end: OM_END,
@@ -462,7 +461,7 @@ fn samples_fallback_matches_streamed_chunks() {
             series
         };
         let (a, b) = (collect(&streamed), collect(&samples));
-        let decoded = |series: &[stele::store::SeriesOut]| -> SeriesMap {
+        let decoded = |series: &[stele::storeapi::SeriesOut]| -> SeriesMap {
             series
                 .iter()
                 .map(|s| {
@@ -616,9 +615,7 @@ fn prometheus_down_means_unready_and_unavailable_until_it_returns() {
 
     prom.stop();
     wait_until("the sidecar is not ready", || !sidecar.ready());
-    let err = call_series(&rt, &mut client, req.clone())
-        .err()
-        .expect("Prometheus is down");
+    let err = call_series(&rt, &mut client, req.clone()).expect_err("Prometheus is down");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
     let info = call_info(&rt, &sidecar.grpc);
     assert!(info.is_err(), "Info while Prometheus is down");

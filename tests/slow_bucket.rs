@@ -21,9 +21,8 @@ use stele::bucket::discover::BlockFilters;
 use stele::cache::Cache;
 use stele::metrics::{ExpositionFormat, Metrics};
 use stele::model::parse_selector;
-use stele::store::{
-    BucketStore, Limits, SeriesEvent, SeriesOut, SeriesQuery, StoreCollector, StoreConfig,
-};
+use stele::store::{BucketStore, StoreCollector, StoreConfig};
+use stele::storeapi::{Limits, SeriesEvent, SeriesOut, SeriesQuery};
 
 /// The bound the issue sets on every probe.
 const PROBE_LIMIT: Duration = Duration::from_millis(100);

@@ -13,8 +13,6 @@ use common::storeapi::*;
 use common::*;
 use stele::model::Labels;
 use stele::proto::thanos;
-use stele::proto::thanos::store_client::StoreClient;
-use tonic::transport::Channel;
 
 /// promtool-made blocks (awkward label values, special floats, 3 blocks) plus `stele gen`
 /// blocks without external labels (Prometheus does not know them), in one directory.
@@ -182,7 +180,7 @@ fn assert_same_as_prometheus(store: &StoreProcess, prom: &PrometheusServer, gen_
         );
         let theirs = strings(&prometheus_json(prom, &format!("/api/v1/labels?{q}")));
         let ours = rt
-            .block_on(client.label_names(thanos::LabelNamesRequest {
+            .block_on(client.store().label_names(thanos::LabelNamesRequest {
                 start,
                 end,
                 ..Default::default()
@@ -196,7 +194,7 @@ fn assert_same_as_prometheus(store: &StoreProcess, prom: &PrometheusServer, gen_
                 &format!("/api/v1/label/{name}/values?{q}"),
             ));
             let ours = rt
-                .block_on(client.label_values(thanos::LabelValuesRequest {
+                .block_on(client.store().label_values(thanos::LabelValuesRequest {
                     label: name.into(),
                     start,
                     end,
@@ -223,7 +221,7 @@ fn assert_same_as_prometheus(store: &StoreProcess, prom: &PrometheusServer, gen_
             &format!("/api/v1/label/{name}/values?{q}"),
         ));
         let ours = rt
-            .block_on(client.label_values(thanos::LabelValuesRequest {
+            .block_on(client.store().label_values(thanos::LabelValuesRequest {
                 label: name.into(),
                 start: om_start,
                 end: g1,
@@ -235,7 +233,7 @@ fn assert_same_as_prometheus(store: &StoreProcess, prom: &PrometheusServer, gen_
         assert_eq!(ours.values, theirs, "values of {name} for {sel}");
         let theirs = strings(&prometheus_json(prom, &format!("/api/v1/labels?{q}")));
         let ours = rt
-            .block_on(client.label_names(thanos::LabelNamesRequest {
+            .block_on(client.store().label_names(thanos::LabelNamesRequest {
                 start: om_start,
                 end: g1,
                 matchers: wire_matchers(sel),
@@ -312,19 +310,7 @@ fn external_labels_replicas_sharding_and_limits() {
     let mut client = store.client(&rt);
 
     // Info: one label set per replica, the blocks' span, the features we implement.
-    let info = rt
-        .block_on(async {
-            let ch = Channel::from_shared(store.grpc.clone())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            stele::proto::thanos::info::info_client::InfoClient::new(ch)
-                .info(stele::proto::thanos::info::InfoRequest {})
-                .await
-        })
-        .unwrap()
-        .into_inner();
+    let info = rt.block_on(client.info_raw()).unwrap();
     assert_eq!(info.component_type, "store");
     let sets: Vec<String> = info
         .label_sets
@@ -655,9 +641,7 @@ fn bad_blocks_and_deletions_leave_the_rest_serving() {
     assert!(served > 0);
     let mut abort = series_request(sel, min, max);
     abort.partial_response_strategy = thanos::PartialResponseStrategy::Abort as i32;
-    let err = call_series(&rt, &mut client, abort)
-        .err()
-        .expect("abort fails");
+    let err = call_series(&rt, &mut client, abort).expect_err("abort fails");
     assert_eq!(err.code(), tonic::Code::Internal, "{err}");
     assert!(!store.data_dir.path().join(&half).exists());
 
@@ -679,9 +663,7 @@ fn bad_blocks_and_deletions_leave_the_rest_serving() {
     assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
     let mut abort = series_request(sel, min, max);
     abort.partial_response_strategy = thanos::PartialResponseStrategy::Abort as i32;
-    let err = call_series(&rt, &mut client, abort)
-        .err()
-        .expect("abort fails");
+    let err = call_series(&rt, &mut client, abort).expect_err("abort fails");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
 
     // Marked for deletion long ago: dropped at the next sync.
@@ -846,10 +828,7 @@ fn s3_bucket_serves_what_prometheus_serves_and_rides_out_an_outage() {
     let grpc = store.grpc.clone();
     let during = std::thread::spawn(move || {
         let rt = runtime();
-        let mut client = rt.block_on(async {
-            StoreClient::new(Channel::from_shared(grpc).unwrap().connect().await.unwrap())
-                .max_decoding_message_size(usize::MAX)
-        });
+        let mut client = store_client(&rt, &grpc);
         call_series(&rt, &mut client, series_request(sel, g0, g1))
     });
     std::thread::sleep(Duration::from_millis(30));

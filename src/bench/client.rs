@@ -3,17 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use tonic::transport::Channel;
-
 use super::workload::{RequestKind, RequestSpec};
 use super::BenchError;
-use crate::model::{MatchKind, Matcher};
 use crate::prom::{PrometheusClient, PrometheusError};
 use crate::proto::hintspb;
 use crate::proto::prometheus::{chunk, read_request::ResponseType, ChunkedSeries};
 use crate::proto::thanos;
-use crate::proto::thanos::store_client::StoreClient;
+use crate::storeapi::client::{SeriesFrame, StoreApiClient};
+use crate::storeapi::{LabelsQuery, SeriesQuery};
 use crate::tsdb::chunks::xor::XorIter;
 
 /// What one request returned and how long it took, from sending it to the last frame.
@@ -29,23 +26,14 @@ pub struct Outcome {
     pub stats: Option<hintspb::QueryStats>,
 }
 
-/// Connects with Thanos' message limits (2 GiB; tonic's default is 4 MiB).
-pub async fn connect(address: &str) -> Result<StoreClient<Channel>, BenchError> {
-    Ok(StoreClient::new(channel(address).await?)
-        .max_decoding_message_size(i32::MAX as usize)
-        .max_encoding_message_size(i32::MAX as usize))
-}
-
-async fn channel(address: &str) -> Result<Channel, BenchError> {
-    let failed = |reason: String| BenchError::Connect {
-        address: address.to_string(),
-        reason,
-    };
-    Channel::from_shared(with_scheme(address))
-        .map_err(|e| failed(e.to_string()))?
-        .connect()
+/// Connects to the StoreAPI at `address`.
+pub async fn connect(address: &str) -> Result<StoreApiClient, BenchError> {
+    StoreApiClient::connect(address)
         .await
-        .map_err(|e| failed(e.to_string()))
+        .map_err(|e| BenchError::Connect {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// The served span `[min, max]` in ms, from `thanos.info.Info`.
@@ -54,42 +42,15 @@ pub async fn served_span(address: &str) -> Result<(i64, i64), BenchError> {
         address: address.to_string(),
         reason,
     };
-    let info = thanos::info::info_client::InfoClient::new(channel(address).await?)
-        .info(thanos::info::InfoRequest {})
+    let (_, info) = connect(address)
+        .await?
+        .info()
         .await
-        .map_err(|e| failed(format!("Info: {}", e.message())))?
-        .into_inner();
-    let store = info
-        .store
-        .ok_or_else(|| failed("the server offers no StoreAPI".into()))?;
-    if store.min_time > store.max_time {
+        .map_err(|e| failed(format!("Info: {}", e.message())))?;
+    if info.min_time > info.max_time {
         return Err(failed("the server serves no data".into()));
     }
-    Ok((store.min_time, store.max_time))
-}
-
-/// `127.0.0.1:10901` → `http://127.0.0.1:10901`; URLs pass through.
-pub fn with_scheme(address: &str) -> String {
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    }
-}
-
-fn to_thanos(m: &Matcher) -> thanos::LabelMatcher {
-    use thanos::label_matcher::Type;
-    let t = match m.kind {
-        MatchKind::Equal => Type::Eq,
-        MatchKind::NotEqual => Type::Neq,
-        MatchKind::Regex => Type::Re,
-        MatchKind::NotRegex => Type::Nre,
-    };
-    thanos::LabelMatcher {
-        r#type: t as i32,
-        name: m.name.clone(),
-        value: m.value.clone(),
-    }
+    Ok((info.min_time, info.max_time))
 }
 
 /// The number of samples a chunk holds: TSDB chunks (XOR and histograms) start with it as a
@@ -123,73 +84,48 @@ pub fn samples_in_range(
 
 /// Sends `spec` over `[min, max]` and reads the whole reply.
 pub async fn store_request(
-    client: &mut StoreClient<Channel>,
+    client: &mut StoreApiClient,
     spec: &RequestSpec,
     min: i64,
     max: i64,
 ) -> Result<Outcome, tonic::Status> {
-    let matchers: Vec<thanos::LabelMatcher> = spec.matchers.iter().map(to_thanos).collect();
     let started = Instant::now();
     let mut out = Outcome::default();
     match spec.kind {
         RequestKind::Series => {
-            let hints = hintspb::SeriesRequestHints {
-                block_matchers: Vec::new(),
-                enable_query_stats: true,
-            };
-            let request = thanos::SeriesRequest {
+            let q = SeriesQuery {
                 min_time: min,
                 max_time: max,
-                matchers,
+                matchers: spec.matchers.clone(),
                 skip_chunks: spec.skip_chunks,
-                hints: Some(prost_types::Any {
-                    type_url: "type.googleapis.com/hintspb.SeriesRequestHints".into(),
-                    value: hints.encode_to_vec(),
-                }),
+                partial_response: true,
                 ..Default::default()
             };
-            let mut stream = client.series(request).await?.into_inner();
-            while let Some(frame) = stream.message().await? {
-                use thanos::series_response::Result as Frame;
-                match frame.result {
-                    Some(Frame::Series(s)) => count_series(&mut out, &s, (min, max)),
-                    Some(Frame::Batch(b)) => b
-                        .series
-                        .iter()
-                        .for_each(|s| count_series(&mut out, s, (min, max))),
-                    Some(Frame::Hints(any)) => {
-                        out.stats = hintspb::SeriesResponseHints::decode(any.value.as_slice())
-                            .ok()
-                            .and_then(|h| h.query_stats);
-                    }
-                    Some(Frame::Warning(_)) | None => {}
+            let mut stream = client.series(&q).await?;
+            while let Some(frame) = stream.next().await {
+                match frame? {
+                    SeriesFrame::Series(s) => count_series(&mut out, &s, (min, max)),
+                    SeriesFrame::Hints(h) => out.stats = h.query_stats,
+                    SeriesFrame::Warning(_) => {}
                 }
             }
         }
-        RequestKind::LabelNames => {
-            let response = client
-                .label_names(thanos::LabelNamesRequest {
-                    start: min,
-                    end: max,
-                    matchers,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            out.series = response.names.len() as u64;
-        }
-        RequestKind::LabelValues => {
-            let response = client
-                .label_values(thanos::LabelValuesRequest {
-                    label: spec.label.clone().unwrap_or_default(),
-                    start: min,
-                    end: max,
-                    matchers,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            out.series = response.values.len() as u64;
+        RequestKind::LabelNames | RequestKind::LabelValues => {
+            let q = LabelsQuery {
+                min_time: min,
+                max_time: max,
+                matchers: spec.matchers.clone(),
+                partial_response: true,
+                ..Default::default()
+            };
+            let (found, _) = match spec.kind {
+                RequestKind::LabelNames => client.label_names(&q).await?,
+                _ => {
+                    let name = spec.label.as_deref().unwrap_or_default();
+                    client.label_values(name, &q).await?
+                }
+            };
+            out.series = found.len() as u64;
         }
     }
     out.latency = started.elapsed();
@@ -273,11 +209,5 @@ mod tests {
             samples_in_range(&data, false, span, (119 * 15_000, i64::MAX)),
             120
         );
-    }
-
-    #[test]
-    fn addresses_get_a_scheme() {
-        assert_eq!(with_scheme("127.0.0.1:1"), "http://127.0.0.1:1");
-        assert_eq!(with_scheme("https://h:1"), "https://h:1");
     }
 }

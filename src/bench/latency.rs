@@ -47,16 +47,6 @@ impl Latencies {
         self.hist.saturating_record(micros);
     }
 
-    pub fn add(&mut self, other: &Latencies) {
-        self.hist
-            .add(&other.hist)
-            .expect("histograms with the same bounds");
-    }
-
-    pub fn count(&self) -> u64 {
-        self.hist.len()
-    }
-
     /// The latency at quantile `q` (0..=1), in milliseconds; 0 when empty.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.hist.is_empty() {
@@ -156,17 +146,6 @@ mod tests {
         let s = l.summary();
         assert!(close(s.p50_ms, 1.5) && close(s.p99_ms, 1.5), "{s:?}");
         assert!(close(s.max_ms, 2000.0), "{s:?}");
-    }
-
-    #[test]
-    fn merged_histograms_count_everything() {
-        let (mut a, mut b) = (Latencies::default(), Latencies::default());
-        a.record(ms(1));
-        b.record(ms(3));
-        b.record(ms(5));
-        a.add(&b);
-        assert_eq!(a.count(), 3);
-        assert!(close(a.summary().p50_ms, 3.0));
     }
 
     #[test]

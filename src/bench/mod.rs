@@ -14,14 +14,14 @@
 //!   on loopback, for the bench and the e2e tests.
 //! - `run`: the phases of a run.
 
-pub mod client;
-pub mod latency;
-pub mod process;
+pub(crate) mod client;
+pub(crate) mod latency;
+pub(crate) mod process;
 pub mod proxy;
-pub mod report;
-pub mod run;
-pub mod scrape;
-pub mod workload;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod scrape;
+pub(crate) mod workload;
 
 use std::path::Path;
 

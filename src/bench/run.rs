@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
-use tonic::transport::Channel;
 
 use super::client::{connect, remote_read_request, served_span, store_request, Outcome};
 use super::latency::{median, Latencies};
@@ -21,7 +20,7 @@ use super::scrape::{bucket_fetched_bytes, cache_figures, Scrape};
 use super::workload::{RequestKind, RequestSpec, Workload};
 use super::BenchError;
 use crate::prom::PrometheusClient;
-use crate::proto::thanos::store_client::StoreClient;
+use crate::storeapi::client::StoreApiClient;
 
 /// What to benchmark.
 #[derive(Debug, Clone)]
@@ -217,7 +216,7 @@ struct Shared {
 }
 
 async fn drive(
-    clients: &[StoreClient<Channel>],
+    clients: &[StoreApiClient],
     shared: &Arc<Shared>,
     phase: Phase,
     bar: &ProgressBar,
@@ -269,7 +268,7 @@ async fn scrape(http: &Option<String>) -> Option<Scrape> {
 
 /// One request's latency in ms, failing the run when it fails (the probe must work).
 async fn timed(
-    client: &mut StoreClient<Channel>,
+    client: &mut StoreApiClient,
     spec: &RequestSpec,
     span: (i64, i64),
 ) -> Result<Outcome, BenchError> {
@@ -332,7 +331,7 @@ impl RssSampler {
 /// `probe_pause`, as a first query follows the restart's: idle CPUs take a few milliseconds
 /// of work to get back to speed, which queries sent back to back never see.
 async fn first_then_warm(
-    client: &mut StoreClient<Channel>,
+    client: &mut StoreApiClient,
     config: &BenchConfig,
     probe: usize,
     span: (i64, i64),
@@ -707,7 +706,7 @@ pub async fn run(config: &BenchConfig, bar: &ProgressBar) -> Result<Report, Benc
 async fn compare(
     config: &BenchConfig,
     c: &Compare,
-    stele: &mut StoreClient<Channel>,
+    stele: &mut StoreApiClient,
     spans: &[(i64, i64)],
     bar: &ProgressBar,
 ) -> Result<Comparison, BenchError> {

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::file::mmap_file;
 use crate::model::{Labels, Matcher};
 use crate::tsdb::chunks::{ChunkEncoding, ChunkReader, XorIter};
 use crate::tsdb::encoding::DecodeError;
 use crate::tsdb::index::{ChunkMeta, IndexReader};
 use crate::tsdb::meta::{BlockMeta, META_FILENAME};
-use crate::tsdb::source::{mmap_file, ReadAt};
+use crate::tsdb::source::ReadAt;
 use crate::tsdb::tombstones::{decode_tombstones, Interval};
 use crate::tsdb::{Result, Section, TsdbError};
 

@@ -21,12 +21,12 @@
 //! whole batch of keys) and keeps what it finds in the LRU; a put goes to the LRU and is queued
 //! for memcached. memcached being slow or down only turns its answers into misses.
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod config;
 pub mod memcached;
 pub mod remote;
 pub mod series_pages;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -356,10 +356,6 @@ impl Cache {
 
     pub fn max_bytes(&self) -> u64 {
         self.options.max_bytes
-    }
-
-    pub fn options(&self) -> &CacheOptions {
-        &self.options
     }
 
     pub fn second_level(&self) -> Option<&SecondLevel> {

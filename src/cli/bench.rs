@@ -202,7 +202,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = match &args.grpc_address {
         Some(grpc) => Target::Running {
             grpc: grpc.clone(),
-            http: args.http_address.as_deref().map(bench::client::with_scheme),
+            http: args
+                .http_address
+                .as_deref()
+                .map(crate::storeapi::client::with_scheme),
         },
         None => {
             let (objstore_yaml, data) = match (&args.objstore_config_file, &local_blocks) {

@@ -1,14 +1,14 @@
 //! Command-line entry points, one module per subcommand. Thin: parse flags, call the library,
 //! print. The only layer that uses `anyhow`.
 
-pub mod bench;
-pub mod block;
-pub mod demo;
-pub mod gen;
+pub(crate) mod bench;
+pub(crate) mod block;
+pub(crate) mod demo;
+pub(crate) mod gen;
 pub mod logging;
-pub mod plan;
-pub mod sidecar;
-pub mod store;
+pub(crate) mod plan;
+pub(crate) mod sidecar;
+pub(crate) mod store;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,12 +11,13 @@ use clap::Args;
 use crate::metrics::Metrics;
 use crate::model::time::parse_duration;
 use crate::prom::PrometheusClient;
-use crate::server::grpc::StoreApi;
-use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown, Watchdog};
-use crate::sidecar::metrics::SidecarCollector;
+use crate::server::{parse_listen_addr, Shutdown};
 use crate::sidecar::shipper::DEFAULT_PART_SIZE;
-use crate::sidecar::{PrometheusStore, Shipper, ShipperConfig};
-use crate::store::Limits;
+use crate::sidecar::{
+    PrometheusStore, Shipper, ShipperConfig, SidecarService, SidecarServiceConfig,
+};
+use crate::storeapi::server::EndpointsConfig;
+use crate::storeapi::Limits;
 
 #[derive(Debug, Args)]
 pub struct SidecarArgs {
@@ -130,129 +131,23 @@ async fn serve(args: SidecarArgs) -> anyhow::Result<()> {
         tokio::runtime::Handle::current(),
     ));
 
-    let metrics = Metrics::new();
-    metrics.register_collector(SidecarCollector {
-        store: store.clone(),
-        shipper: shipper.clone(),
-    });
-    let readiness = Readiness::new();
-    readiness.set_not_ready("Prometheus has not answered yet");
-    let watchdog = Watchdog::start(&tokio::runtime::Handle::current(), &metrics)?;
-    let state =
-        HttpState::new("sidecar", metrics.clone(), readiness.clone()).with_watchdog(watchdog);
-    // Probes and scrapes on a thread of their own: they never queue behind query work.
-    let http = HttpServer::bind(http_addr, state)?.serve_on_own_thread(shutdown.clone())?;
-
-    let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
-    let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
-
-    let started = tokio::select! {
-        r = wait_for_prometheus(&store, args.ready_timeout) => Some(r),
-        _ = shutdown.wait() => None,
+    let config = SidecarServiceConfig {
+        store,
+        shipper,
+        endpoints: EndpointsConfig {
+            component: "sidecar",
+            grpc_address: grpc_addr,
+            http_address: http_addr,
+            series_max_concurrency: args.series_max_concurrency,
+        },
+        ready_timeout: args.ready_timeout,
+        heartbeat_interval: args.get_config_interval,
+        ship_interval: args.shipper_sync_interval,
+        metrics: Metrics::new(),
     };
-    let mut tasks = Vec::new();
-    if let Some(r) = started {
-        if let Err(e) = r {
-            shutdown.trigger();
-            let _ = grpc.await;
-            let _ = http.await;
-            return Err(e);
-        }
-        readiness.set_ready();
-        tasks.push(tokio::spawn(heartbeat(
-            store.clone(),
-            readiness.clone(),
-            args.get_config_interval,
-        )));
-        if let Some(shipper) = shipper {
-            tasks.push(tokio::spawn(ship(
-                shipper,
-                store.clone(),
-                args.shipper_sync_interval,
-            )));
-        }
-    }
-
-    shutdown.wait().await;
-    tracing::info!("shutting down: draining requests");
-    for t in tasks {
-        t.abort();
-    }
-    grpc.await
-        .context("gRPC server task")?
-        .context("gRPC server")?;
-    http.await.context("HTTP server")?;
-    tracing::info!("stopped");
+    SidecarService::start(config, shutdown)
+        .await?
+        .stopped()
+        .await?;
     Ok(())
-}
-
-/// Polls Prometheus until it answers; fails if it has no external labels or does not answer
-/// within `timeout`.
-async fn wait_for_prometheus(store: &PrometheusStore, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match store.refresh().await {
-            Ok(state) if state.external_labels.is_empty() => anyhow::bail!(
-                "Prometheus at {} has no external labels: blocks uploaded without them cannot be told apart from other Prometheus servers'; set global.external_labels in its configuration",
-                store.client().url()
-            ),
-            Ok(state) => {
-                tracing::info!(external_labels = %state.external_labels, min_time = state.min_time, "Prometheus answered");
-                return Ok(());
-            }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e).context(format!(
-                    "Prometheus did not answer within --prometheus.ready_timeout {}",
-                    humantime::format_duration(timeout)
-                ))
-            }
-            Err(e) => tracing::warn!(error = %e, "waiting for Prometheus"),
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Keeps the external labels and min time current; readiness follows whether Prometheus
-/// answers.
-async fn heartbeat(store: Arc<PrometheusStore>, readiness: Readiness, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        match store.refresh().await {
-            Ok(s) if s.external_labels.is_empty() => {
-                tracing::error!(
-                    "Prometheus no longer has external labels; shipping with the last known ones"
-                );
-                readiness.set_not_ready("Prometheus has no external labels");
-            }
-            Ok(_) => readiness.set_ready(),
-            Err(e) => {
-                tracing::warn!(error = %e, "Prometheus heartbeat failed");
-                readiness.set_not_ready(format!("Prometheus is unreachable: {e}"));
-            }
-        }
-    }
-}
-
-/// Ships due blocks every `every`, with the external labels Prometheus last reported.
-async fn ship(shipper: Arc<Shipper>, store: Arc<PrometheusStore>, every: Duration) {
-    let mut labels = store.state().map(|s| s.external_labels).unwrap_or_default();
-    loop {
-        if let Ok(s) = store.state() {
-            if !s.external_labels.is_empty() {
-                labels = s.external_labels;
-            }
-        }
-        match shipper.sync(&labels).await {
-            Ok(r) if !r.uploaded.is_empty() || !r.failed.is_empty() => tracing::info!(
-                uploaded = r.uploaded.len(),
-                failed = r.failed.len(),
-                "shipper sync done"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "shipper sync failed; retrying at the next interval")
-            }
-        }
-        tokio::time::sleep(every).await;
-    }
 }

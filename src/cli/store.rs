@@ -16,9 +16,10 @@ use crate::cache::{Cache, CacheOptions, SecondLevel};
 use crate::metrics::Metrics;
 use crate::model::size::parse_size;
 use crate::model::time::{parse_duration, TimeBound};
-use crate::server::grpc::StoreApi;
-use crate::server::{parse_listen_addr, HttpServer, HttpState, Readiness, Shutdown, Watchdog};
-use crate::store::{BucketStore, Limits, StoreCollector, StoreConfig};
+use crate::server::{parse_listen_addr, Shutdown};
+use crate::store::{StoreConfig, StoreService, StoreServiceConfig};
+use crate::storeapi::server::EndpointsConfig;
+use crate::storeapi::Limits;
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -373,7 +374,7 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let bucket_config = crate::objstore::BucketConfig::parse(&args.objstore_yaml()?)?;
     let bucket = bucket_config.build()?;
     let metrics = Metrics::new();
-    let cache = Arc::new(args.index_cache(&metrics)?);
+    let index_cache = Arc::new(args.index_cache(&metrics)?);
     let chunk_cache = args.chunk_cache(&metrics)?.map(Arc::new);
     if let Some(c) = &chunk_cache {
         tracing::info!(
@@ -382,150 +383,44 @@ async fn serve(args: StoreArgs) -> anyhow::Result<()> {
             "chunk cache on"
         );
     }
-    let grpc_addr = parse_listen_addr(&args.grpc_address)?;
-    let http_addr = parse_listen_addr(&args.http_address)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    let config = StoreConfig {
-        data_dir: args.data_dir.clone(),
-        filters: args.filters()?,
-        limits: Limits {
-            series: args.request_series,
-            samples: args.request_samples,
-            downloaded_bytes: args.downloaded_bytes_limit,
-        },
-        block_sync_concurrency: args.block_sync_concurrency,
-        lazy_index_headers: args.lazy_index_headers,
-        index_header_idle_timeout: args.index_header_idle_timeout,
-        inflight_memory_limit: args.inflight_memory_limit,
-        inflight_memory_wait: args.inflight_memory_wait,
-        local_bucket: bucket_config.local_directory(),
-        postings_cost_model: args.lazy_expanded_postings,
-        chunk_cache_max_age: args.chunk_cache_max_age,
-        max_bucket_requests: args.max_bucket_requests,
-        bucket_requests_per_query: args.bucket_requests_per_query,
-    };
-    let store = Arc::new(BucketStore::new(
+    let config = StoreServiceConfig {
         bucket,
-        config,
-        cache.clone(),
+        store: StoreConfig {
+            data_dir: args.data_dir.clone(),
+            filters: args.filters()?,
+            limits: Limits {
+                series: args.request_series,
+                samples: args.request_samples,
+                downloaded_bytes: args.downloaded_bytes_limit,
+            },
+            block_sync_concurrency: args.block_sync_concurrency,
+            lazy_index_headers: args.lazy_index_headers,
+            index_header_idle_timeout: args.index_header_idle_timeout,
+            inflight_memory_limit: args.inflight_memory_limit,
+            inflight_memory_wait: args.inflight_memory_wait,
+            local_bucket: bucket_config.local_directory(),
+            postings_cost_model: args.lazy_expanded_postings,
+            chunk_cache_max_age: args.chunk_cache_max_age,
+            max_bucket_requests: args.max_bucket_requests,
+            bucket_requests_per_query: args.bucket_requests_per_query,
+        },
+        index_cache,
         chunk_cache,
-        tokio::runtime::Handle::current(),
-    ));
-
-    metrics.register_collector(StoreCollector(store.clone()));
-    let readiness = Readiness::new();
-    readiness.set_not_ready("the first block sync has not completed");
-    let watchdog = Watchdog::start(&tokio::runtime::Handle::current(), &metrics)?;
-    let state = HttpState::new("store", metrics.clone(), readiness.clone()).with_watchdog(watchdog);
-    // Probes and scrapes on a thread of their own: they never queue behind query work.
-    let http = HttpServer::bind(http_addr, state)?.serve_on_own_thread(shutdown.clone())?;
-
-    // Serve gRPC right away (Info says "not ready" until the first sync is done), then sync.
-    let api = StoreApi::new(store.clone(), args.series_max_concurrency, &metrics)?;
-    let grpc = api.serve(grpc_addr, shutdown.clone()).await?;
-
-    let cache_snapshot = (args.index_cache_snapshot && cache.max_bytes() > 0)
-        .then(|| args.data_dir.join(crate::cache::snapshot::FILE_NAME));
-    let syncer = {
-        let store = store.clone();
-        let every = args.sync_block_duration;
-        let (cache, mut snapshot) = (cache.clone(), cache_snapshot.clone());
-        tokio::spawn(async move {
-            loop {
-                match store.sync().await {
-                    Ok(_) => {
-                        // Once, before the store reports ready: a rollout sends it traffic
-                        // only when its cache is warm again.
-                        if let Some(path) = snapshot.take() {
-                            let served = store.blocks().iter().map(|b| b.id).collect();
-                            let cache = cache.clone();
-                            let _ = tokio::task::spawn_blocking(move || {
-                                load_cache_snapshot(&cache, &path, &served)
-                            })
-                            .await;
-                        }
-                        readiness.set_ready();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "block sync failed; retrying at the next interval")
-                    }
-                }
-                tokio::time::sleep(every).await;
-            }
-        })
+        endpoints: EndpointsConfig {
+            component: "store",
+            grpc_address: parse_listen_addr(&args.grpc_address)?,
+            http_address: parse_listen_addr(&args.http_address)?,
+            series_max_concurrency: args.series_max_concurrency,
+        },
+        sync_interval: args.sync_block_duration,
+        index_cache_snapshot: args.index_cache_snapshot,
+        metrics,
     };
-
-    let header_keeper = {
-        let store = store.clone();
-        // Often enough that an index closes within ~10% of its idle timeout; without one, only
-        // the open-set snapshot needs refreshing.
-        let idle = args.index_header_idle_timeout;
-        let every = if idle.is_zero() || !args.lazy_index_headers {
-            Duration::from_secs(30)
-        } else {
-            (idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30))
-        };
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let store = store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
-            }
-        })
-    };
-
-    shutdown.wait().await;
-    tracing::info!("shutting down: draining requests");
-    syncer.abort();
-    header_keeper.abort();
-    grpc.await
-        .context("gRPC server task")?
-        .context("gRPC server")?;
-    http.await.context("HTTP server")?;
-    // Record which indexes are open, so the next start reopens them before the first query.
-    let _ = tokio::task::spawn_blocking(move || store.maintain_index_headers()).await;
-    if let Some(path) = cache_snapshot {
-        let _ = tokio::task::spawn_blocking(move || save_cache_snapshot(&cache, &path)).await;
-    }
-    tracing::info!("stopped");
+    StoreService::start(config, shutdown)
+        .await?
+        .stopped()
+        .await?;
     Ok(())
-}
-
-fn save_cache_snapshot(cache: &Cache, path: &std::path::Path) {
-    let started = std::time::Instant::now();
-    match crate::cache::snapshot::save(cache, path) {
-        Ok(r) => tracing::info!(
-            path = %path.display(), items = r.items, bytes = r.bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "index cache written for the next start"
-        ),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "writing the index cache snapshot")
-        }
-    }
-}
-
-fn load_cache_snapshot(
-    cache: &Cache,
-    path: &std::path::Path,
-    served: &std::collections::HashSet<ulid::Ulid>,
-) {
-    let started = std::time::Instant::now();
-    match crate::cache::snapshot::load(cache, path, served) {
-        Ok(r) => tracing::info!(
-            path = %path.display(), items = r.items, bytes = r.bytes,
-            skipped_gone_blocks = r.skipped,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "index cache read back from the last shutdown"
-        ),
-        Err(crate::cache::snapshot::SnapshotError::Io(e))
-            if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(
-            path = %path.display(), error = %e,
-            "index cache snapshot unusable; starting with what it gave"
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! always produces byte-identical blocks.
 
 pub mod profile;
-pub mod topology;
-pub mod values;
+pub(crate) mod topology;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 use std::path::Path;

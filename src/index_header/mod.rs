@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::block::mmap_file;
 use crate::tsdb::encoding::{crc32c, crc32c_append, Decbuf, DecodeError};
 use crate::tsdb::index::toc::TOC_LEN;
 use crate::tsdb::index::{IndexReader, Sampling, Toc, HEADER_LEN};
-use crate::tsdb::source::{mmap_file, ReadAt, ReadError};
+use crate::tsdb::source::{ReadAt, ReadError};
 use crate::tsdb::{Result, Section, TsdbError};
 
 pub const FILE_NAME: &str = "index-header";
@@ -427,11 +428,6 @@ impl HeaderedIndex {
     pub fn header(&self) -> &IndexHeader {
         &self.header
     }
-
-    /// The remote index, for batched reads of postings and series.
-    pub fn remote(&self) -> &Arc<dyn ReadAt> {
-        &self.remote
-    }
 }
 
 impl ReadAt for HeaderedIndex {
@@ -470,7 +466,7 @@ impl ReadAt for HeaderedIndex {
             .header
             .regions
             .iter()
-            .all(|(_, bytes)| crate::tsdb::source::resident(bytes));
+            .all(|(_, bytes)| crate::block::resident(bytes));
         self.found_resident
             .store(if resident { now } else { 0 }, Ordering::Relaxed);
         resident

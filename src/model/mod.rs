@@ -2,10 +2,10 @@
 //!
 //! Pure code: no I/O, no async, no knowledge of the block format or the wire protocol.
 
-pub mod format;
-pub mod labels;
-pub mod matcher;
-pub mod selector;
+pub(crate) mod format;
+pub(crate) mod labels;
+pub(crate) mod matcher;
+pub(crate) mod selector;
 pub mod size;
 pub mod time;
 

@@ -36,7 +36,6 @@ const CONCURRENT_RANGE_READS: usize = 32;
 #[derive(Debug)]
 pub struct BucketGate {
     permits: Arc<tokio::sync::Semaphore>,
-    limit: usize,
     in_flight: AtomicU64,
 }
 
@@ -50,14 +49,8 @@ impl BucketGate {
         };
         BucketGate {
             permits: Arc::new(tokio::sync::Semaphore::new(permits)),
-            limit,
             in_flight: AtomicU64::new(0),
         }
-    }
-
-    /// The bound (0: unbounded).
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// GETs in flight now. Never waits.

@@ -6,13 +6,13 @@
 //! - [`model`] (pure): inventory + query profile + targets -> pods, memory, disk, requests.
 //! - [`report`] (pure): terminal tables, JSON, Markdown and the SVG chart.
 
-pub mod calibrate;
-pub mod cardinality;
+pub(crate) mod calibrate;
+pub(crate) mod cardinality;
 pub mod header;
-pub mod inventory;
-pub mod model;
-pub mod report;
-pub mod timeline;
+pub(crate) mod inventory;
+pub(crate) mod model;
+pub(crate) mod report;
+pub(crate) mod timeline;
 
 use thiserror::Error;
 

@@ -5,8 +5,8 @@
 //!   timestamp).
 //! - [`remote_read`]: the remote-read wire format, pure (request, streamed frames, SAMPLES).
 
-pub mod client;
-pub mod remote_read;
+pub(crate) mod client;
+pub(crate) mod remote_read;
 
 pub use client::{PrometheusClient, PrometheusError};
 pub use remote_read::RemoteReadError;

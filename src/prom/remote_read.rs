@@ -10,10 +10,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
 
-use crate::model::{MatchKind, Matcher};
+use crate::model::Matcher;
 use crate::proto::prometheus::{
-    chunk, label_matcher, read_request::ResponseType, ChunkedReadResponse, ChunkedSeries, Label,
-    LabelMatcher, Query, ReadRequest, ReadResponse, TimeSeries,
+    chunk, read_request::ResponseType, ChunkedReadResponse, ChunkedSeries, Label, LabelMatcher,
+    Query, ReadRequest, ReadResponse, TimeSeries,
 };
 use crate::tsdb::chunks::XorEncoder;
 use crate::tsdb::encoding::{crc32c, read_uvarint, DecodeError};
@@ -65,14 +65,8 @@ pub fn query(min_time: i64, max_time: i64, matchers: &[Matcher]) -> Query {
 }
 
 fn matcher_to_proto(m: &Matcher) -> LabelMatcher {
-    let kind = match m.kind {
-        MatchKind::Equal => label_matcher::Type::Eq,
-        MatchKind::NotEqual => label_matcher::Type::Neq,
-        MatchKind::Regex => label_matcher::Type::Re,
-        MatchKind::NotRegex => label_matcher::Type::Nre,
-    };
     LabelMatcher {
-        r#type: kind as i32,
+        r#type: crate::proto::matcher_type(m.kind),
         name: m.name.clone(),
         value: m.value.clone(),
     }

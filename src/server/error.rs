@@ -35,4 +35,11 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// Local state (the data directory) could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

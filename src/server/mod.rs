@@ -1,7 +1,7 @@
-//! The network face of stele: the gRPC services (thin adapters over the engines) and the
-//! process plumbing every server shares (store, sidecar, querier).
+//! The process plumbing every stele server shares (store, sidecar, querier): listen
+//! addresses, the HTTP endpoint, readiness, shutdown, the runtime's watchdog. The StoreAPI's
+//! gRPC services are the contract's, in `storeapi::server`.
 //!
-//! - [`grpc`]: the StoreAPI services over the store engine.
 //! - [`addr`]: Thanos-style listen addresses (`:10902`, `0.0.0.0:10902`).
 //! - [`http`]: the HTTP endpoint with `/metrics`, `/-/healthy`, `/-/ready`.
 //! - [`readiness`]: the shared ready/not-ready handle the component flips.
@@ -25,13 +25,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod addr;
+pub(crate) mod addr;
 mod error;
-pub mod grpc;
-pub mod http;
-pub mod readiness;
-pub mod shutdown;
-pub mod watchdog;
+pub(crate) mod http;
+pub(crate) mod readiness;
+pub(crate) mod shutdown;
+pub(crate) mod watchdog;
 
 pub use addr::parse_listen_addr;
 pub use error::ServerError;

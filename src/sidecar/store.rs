@@ -17,9 +17,9 @@ use crate::model::{Labels, Matcher};
 use crate::prom::remote_read::label_pairs;
 use crate::prom::{PrometheusClient, PrometheusError};
 use crate::proto::prometheus::{chunk, read_request::ResponseType, ChunkedSeries};
-use crate::store::{
-    Component, LabelsQuery, Limits, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
-    StoreEngine, StoreError, StoreInfo, StoredChunk,
+use crate::storeapi::{
+    check_range, labels, Component, LabelsQuery, Limits, SeriesEvent, SeriesOut, SeriesQuery,
+    SeriesSummary, StoreEngine, StoreError, StoreInfo, StoredChunk,
 };
 use crate::tsdb::chunks::{ChunkEncoding, XorIter};
 
@@ -110,19 +110,10 @@ impl PrometheusStore {
         block_matchers: &[Matcher],
     ) -> Result<Option<(Labels, Vec<Matcher>)>, StoreError> {
         let ext = self.state()?.external_labels;
-        let value = |name: &str| ext.get(name).unwrap_or("");
-        if !block_matchers.iter().all(|m| m.matches(value(&m.name))) {
+        if !labels::match_all(&ext, block_matchers) {
             return Ok(None);
         }
-        let mut rest = Vec::with_capacity(matchers.len());
-        for m in matchers {
-            match ext.get(&m.name) {
-                Some(v) if !m.matches(v) => return Ok(None),
-                Some(_) => {}
-                None => rest.push(m.clone()),
-            }
-        }
-        Ok(Some((ext, rest)))
+        Ok(labels::settle_external(&ext, matchers).map(|rest| (ext, rest)))
     }
 
     /// Collects the remote-read reply as series with external labels, checking the limits
@@ -217,7 +208,7 @@ fn to_series_out(s: ChunkedSeries, ext: &Labels) -> SeriesOut {
 fn finish(mut series: Vec<SeriesOut>, q: &SeriesQuery) -> Vec<SeriesOut> {
     if !q.without_replica_labels.is_empty() {
         for s in &mut series {
-            s.labels = without(&s.labels, &q.without_replica_labels);
+            s.labels = labels::without(std::mem::take(&mut s.labels), &q.without_replica_labels);
         }
     }
     if let Some(shard) = &q.shard {
@@ -241,24 +232,6 @@ fn finish(mut series: Vec<SeriesOut>, q: &SeriesQuery) -> Vec<SeriesOut> {
         series.truncate(q.limit as usize);
     }
     series
-}
-
-fn without(labels: &Labels, names: &[String]) -> Labels {
-    Labels::from_pairs(
-        labels
-            .iter()
-            .filter(|l| !names.iter().any(|n| *n == l.name))
-            .map(|l| (l.name.as_str(), l.value.as_str())),
-    )
-}
-
-fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {
-    if min_time > max_time {
-        return Err(StoreError::InvalidArgument(format!(
-            "invalid time range: min_time {min_time} is after max_time {max_time}"
-        )));
-    }
-    Ok(())
 }
 
 fn no_matchers() -> StoreError {

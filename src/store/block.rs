@@ -18,12 +18,12 @@ use ulid::Ulid;
 
 use super::fetch::{coalesce, plan_cost, read_coalesced, slice_coalesced, FetchCost};
 use super::lazy::{HeaderCounters, LazyIndex};
-use super::query::NO_WAIT_MAX_SERIES;
-use super::{QueryCtx, StoreError};
+use super::QueryCtx;
 use crate::block::{matchers_key, matches_filters, PostingsKey, PostingsPlan};
 use crate::cache::CacheKey;
 use crate::model::{Labels, Matcher};
 use crate::objstore::{BucketFile, BucketGate, FetchCounters, LocalBucket};
+use crate::storeapi::{StoreError, StoredChunk};
 use crate::tsdb::chunks::{decode_chunk_record, split_chunk_ref, ChunkEncoding};
 use crate::tsdb::encoding::{read_uvarint, uvarint_len};
 use crate::tsdb::index::{decode_postings_bitmap, ChunkMeta, IndexReader, SeriesEntryRefs};
@@ -33,6 +33,10 @@ use crate::tsdb::{Section, TsdbError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Series (summed over blocks) a request may have to run in no-wait mode, on an async worker
+/// ([`crate::nowait`]): a block's series costs about 5 µs here, so a request this size stays
+/// within the ~100 µs a task should run between yields.
+pub(super) const NO_WAIT_MAX_SERIES: u64 = 16;
 /// First guess of a series entry's length when the next wanted entry does not bound it.
 const SERIES_GUESS: u64 = 512;
 /// First guess of a chunk record's length when its series tells nothing (an XOR chunk of 120
@@ -199,16 +203,6 @@ fn longer_records(offsets: &[u64], records: &[Bytes], seg_len: u64) -> Vec<(usiz
                 .then(|| (k, off..off + total))
         })
         .collect()
-}
-
-/// A chunk as stored, with its time range and xxhash64.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredChunk {
-    pub min_time: i64,
-    pub max_time: i64,
-    pub encoding: ChunkEncoding,
-    pub data: Bytes,
-    pub hash: u64,
 }
 
 /// A chunk from its chunk-cache value (encoding byte, then data); `None` for a value that is
@@ -395,15 +389,7 @@ impl BucketBlock {
     /// The matchers left for the index once those on external labels are applied to the
     /// block as a whole; `None` when an external label contradicts one.
     pub fn index_matchers(&self, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
-        let mut left = Vec::with_capacity(matchers.len());
-        for m in matchers {
-            match self.ext_labels.get(&m.name) {
-                Some(v) if !m.matches(v) => return None,
-                Some(_) => {}
-                None => left.push(m.clone()),
-            }
-        }
-        Some(left)
+        crate::storeapi::labels::settle_external(&self.ext_labels, matchers)
     }
 
     /// Series references matching `matchers` (none on external labels), sorted, and the

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::StoreError;
+use crate::storeapi::StoreError;
 
 #[derive(Debug)]
 pub struct MemoryBudget {

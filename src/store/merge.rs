@@ -20,9 +20,9 @@ use compact_str::CompactString;
 use ulid::Ulid;
 
 use super::block::{BlockPostings, BlockSeries, BucketBlock, WantedChunk};
-use super::query::SeriesQuery;
-use super::{QueryCtx, StoreError};
+use super::QueryCtx;
 use crate::model::{Labels, Matcher};
+use crate::storeapi::{SeriesQuery, StoreError};
 
 /// Series a request holds decoded at most across its cursors (the batch of each cursor is
 /// this divided by the number of blocks, within the bounds below).
@@ -204,18 +204,8 @@ impl HeldBack {
 
 /// Removes `names` from every series; with external replica labels this keeps the order.
 fn drop_replica_labels(series: &mut [BlockSeries], names: &[String]) {
-    if names.is_empty() {
-        return;
-    }
     for s in series {
-        if s.labels.iter().any(|l| names.iter().any(|n| *n == l.name)) {
-            s.labels = Labels::from_pairs(
-                s.labels
-                    .iter()
-                    .filter(|l| !names.iter().any(|n| *n == l.name))
-                    .map(|l| (l.name.as_str(), l.value.as_str())),
-            );
-        }
+        s.labels = crate::storeapi::labels::without(std::mem::take(&mut s.labels), names);
     }
 }
 

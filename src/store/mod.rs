@@ -13,6 +13,7 @@ mod lazy;
 mod merge;
 mod metrics;
 mod query;
+mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,45 +24,27 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use object_store::ObjectStore;
-use thiserror::Error;
 use tokio::runtime::Handle;
 use ulid::Ulid;
 
-pub use block::{BlockIo, BlockPostings, BucketBlock, StoredChunk, BLOCK_ID_LABEL};
+pub use block::{BlockIo, BlockPostings, BucketBlock, BLOCK_ID_LABEL};
 pub use budget::{BudgetCounters, MemoryBudget};
 pub use fetch::{coalesce, FetchCost};
 pub use lazy::{HeaderCounters, LazyIndex};
 pub use merge::cursor_batch;
 pub use metrics::StoreCollector;
-pub use query::{
-    LabelsQuery, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary, ShardSpec, CHUNK_BATCHES_AHEAD,
-};
+pub use query::CHUNK_BATCHES_AHEAD;
+pub use service::{RunningStore, StoreService, StoreServiceConfig};
 
 use crate::bucket::discover::{block_files, discover, BlockFilters};
 use crate::cache::Cache;
 use crate::model::Labels;
 use crate::objstore::{BucketGate, FetchCounters, LocalBucket};
+use crate::storeapi::{
+    Component, LabelsQuery, Limits, QueryStats, SeriesEvent, SeriesQuery, SeriesSummary,
+    StoreEngine, StoreError, StoreInfo,
+};
 use crate::tsdb::TsdbError;
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// The bucket failed (or a block vanished from it): usually transient.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Stored data is corrupt.
-    #[error("{0}")]
-    Internal(String),
-    #[error("not ready: the first block sync has not completed")]
-    NotReady,
-    /// The request would have waited on a thread that may not ([`crate::nowait`]); it runs
-    /// again on the blocking pool, so clients never see this.
-    #[error("the request would wait")]
-    WouldWait,
-}
 
 impl From<TsdbError> for StoreError {
     /// Reads that failed are the bucket's fault (transient); bad bytes are corruption. The
@@ -215,17 +198,6 @@ impl Drop for QueryCtx {
     }
 }
 
-/// Per-request limits; 0 means unlimited. They are checked before the work they guard.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
-    /// Series a Series request may touch (counted on postings, before reading series).
-    pub series: u64,
-    /// Samples a request may return, estimated as chunks x 120 before fetching chunks.
-    pub samples: u64,
-    /// Bytes a request may download from the bucket.
-    pub downloaded_bytes: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Local state: one directory per block with its index header.
@@ -260,132 +232,6 @@ pub struct StoreConfig {
 pub const DEFAULT_MAX_BUCKET_REQUESTS: usize = 256;
 /// `--store.max-bucket-requests-per-query`'s default.
 pub const DEFAULT_BUCKET_REQUESTS_PER_QUERY: usize = 64;
-
-/// Per-request statistics, returned to the querier in the response hints (QueryStats).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryStats {
-    pub blocks_queried: i64,
-    pub merged_series_count: i64,
-    pub merged_chunks_count: i64,
-    pub postings_touched: i64,
-    pub postings_touched_size_sum: i64,
-    pub postings_to_fetch: i64,
-    pub postings_fetched: i64,
-    pub postings_fetched_size_sum: i64,
-    pub postings_fetch_count: i64,
-    /// Matchers the postings cost model applied to series labels instead of postings.
-    pub postings_filters: i64,
-    /// Series read and then dropped by those filters.
-    pub series_filtered: i64,
-    pub series_touched: i64,
-    pub series_touched_size_sum: i64,
-    pub series_fetched: i64,
-    pub series_fetched_size_sum: i64,
-    pub series_fetch_count: i64,
-    pub chunks_touched: i64,
-    pub chunks_touched_size_sum: i64,
-    pub chunks_fetched: i64,
-    pub chunks_fetched_size_sum: i64,
-    pub chunks_fetch_count: i64,
-    pub data_downloaded_size_sum: i64,
-    pub get_all_duration: std::time::Duration,
-    pub merge_duration: std::time::Duration,
-}
-
-impl QueryStats {
-    /// Adds the counts of `o`; durations are the caller's to measure.
-    pub fn add(&mut self, o: &QueryStats) {
-        self.blocks_queried += o.blocks_queried;
-        self.merged_series_count += o.merged_series_count;
-        self.merged_chunks_count += o.merged_chunks_count;
-        self.postings_touched += o.postings_touched;
-        self.postings_touched_size_sum += o.postings_touched_size_sum;
-        self.postings_to_fetch += o.postings_to_fetch;
-        self.postings_fetched += o.postings_fetched;
-        self.postings_fetched_size_sum += o.postings_fetched_size_sum;
-        self.postings_fetch_count += o.postings_fetch_count;
-        self.postings_filters += o.postings_filters;
-        self.series_filtered += o.series_filtered;
-        self.series_touched += o.series_touched;
-        self.series_touched_size_sum += o.series_touched_size_sum;
-        self.series_fetched += o.series_fetched;
-        self.series_fetched_size_sum += o.series_fetched_size_sum;
-        self.series_fetch_count += o.series_fetch_count;
-        self.chunks_touched += o.chunks_touched;
-        self.chunks_touched_size_sum += o.chunks_touched_size_sum;
-        self.chunks_fetched += o.chunks_fetched;
-        self.chunks_fetched_size_sum += o.chunks_fetched_size_sum;
-        self.chunks_fetch_count += o.chunks_fetch_count;
-        self.data_downloaded_size_sum += o.data_downloaded_size_sum;
-    }
-}
-
-/// What `Info` advertises.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreInfo {
-    /// The distinct external-label sets of the served blocks, sorted.
-    pub label_sets: Vec<Labels>,
-    pub min_time: i64,
-    pub max_time: i64,
-    /// Per external-label set: its time span.
-    pub tsdb_infos: Vec<(Labels, i64, i64)>,
-}
-
-/// Which component serves the StoreAPI, as `Info` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Component {
-    Store,
-    Sidecar,
-}
-
-impl Component {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Component::Store => "store",
-            Component::Sidecar => "sidecar",
-        }
-    }
-}
-
-/// An engine behind the StoreAPI: the bucket store here, the sidecar over a Prometheus in
-/// `sidecar/`. `server::grpc` adapts any of them to the wire, so request parsing, status
-/// codes, hints and request metrics are one piece of code. Queries may block (on the bucket,
-/// on Prometheus), so the server runs them on the blocking pool; `info` must be cheap.
-pub trait StoreEngine: Send + Sync + 'static {
-    fn component(&self) -> Component;
-
-    /// What `Info` advertises; an error while the engine cannot serve.
-    fn info(&self) -> Result<StoreInfo, StoreError>;
-
-    /// Streams the series matching `q`, sorted by labels, to `emit` (which returns false to
-    /// stop early). Blocking.
-    fn series(
-        &self,
-        q: &SeriesQuery,
-        emit: &mut dyn FnMut(SeriesEvent) -> bool,
-    ) -> Result<SeriesSummary, StoreError>;
-
-    /// Whether [`Self::series`] honours no-wait mode ([`crate::nowait`]): every wait refused
-    /// rather than made, so the server may try a request on an async worker first.
-    fn answers_without_waiting(&self) -> bool {
-        false
-    }
-
-    /// Ends a no-wait attempt on this thread: `answered` when its reply is the one sent,
-    /// false when the request runs again on the blocking pool (so what the attempt counted,
-    /// cache lookups, is not counted twice).
-    fn settle_in_place(&self, _answered: bool) {}
-
-    /// Sorted label names and the warnings. Blocking.
-    fn label_names(&self, q: &LabelsQuery) -> Result<(Vec<String>, Vec<String>), StoreError>;
-
-    /// Sorted values of label `name` and the warnings. Blocking.
-    fn label_values(
-        &self,
-        name: &str,
-        q: &LabelsQuery,
-    ) -> Result<(Vec<String>, Vec<String>), StoreError>;
-}
 
 impl StoreEngine for BucketStore {
     fn component(&self) -> Component {
@@ -872,7 +718,7 @@ impl BucketStore {
     /// What `Info` advertises; an error until the first sync completes.
     pub fn info(&self) -> Result<StoreInfo, StoreError> {
         if !self.is_ready() {
-            return Err(StoreError::NotReady);
+            return Err(not_ready());
         }
         let blocks = self.blocks();
         let mut spans: BTreeMap<Labels, (i64, i64)> = BTreeMap::new();
@@ -911,6 +757,11 @@ impl BucketStore {
             tsdb_infos,
         })
     }
+}
+
+/// What the store says before its first sync has completed.
+fn not_ready() -> StoreError {
+    StoreError::NotReady("the first block sync has not completed".into())
 }
 
 /// The file under the data dir listing the blocks whose index was open.

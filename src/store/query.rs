@@ -16,11 +16,16 @@ use ulid::Ulid;
 
 use std::collections::VecDeque;
 
-use super::block::{BlockSeries, BucketBlock, ChunkPlan, SegmentRecords, StoredChunk, WantedChunk};
+use super::block::{
+    BlockSeries, BucketBlock, ChunkPlan, SegmentRecords, WantedChunk, NO_WAIT_MAX_SERIES,
+};
 use super::merge::{BlockCursor, Merged, MergedSeries};
-use super::{BucketStore, QueryCtx, QueryStats, StoreError};
-use crate::model::labels::METRIC_NAME;
-use crate::model::{Labels, Matcher};
+use super::{not_ready, BucketStore, QueryCtx};
+use crate::model::Matcher;
+use crate::storeapi::{
+    check_range, labels, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery,
+    SeriesSummary, StoreError, StoredChunk,
+};
 
 /// Series whose chunks are fetched together, at most, and chunks at most: a batch of long
 /// series over many blocks stays as small in memory as one of short ones.
@@ -31,105 +36,15 @@ const CHUNKS_PER_FETCH: usize = 4096;
 pub const CHUNK_BATCHES_AHEAD: usize = 8;
 /// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
 const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
-/// Series (summed over blocks) and blocks a request may have to run in no-wait mode, on an
-/// async worker ([`crate::nowait`]): a block's series costs about 5 µs here, so a request
-/// this size stays within the ~100 µs a task should run between yields.
-pub(super) const NO_WAIT_MAX_SERIES: u64 = 16;
+/// Blocks a request may have to run in no-wait mode (see [`NO_WAIT_MAX_SERIES`]).
 const NO_WAIT_MAX_BLOCKS: usize = 16;
-
-#[derive(Debug, Clone, Default)]
-pub struct SeriesQuery {
-    /// Inclusive bounds, in milliseconds.
-    pub min_time: i64,
-    pub max_time: i64,
-    pub matchers: Vec<Matcher>,
-    pub skip_chunks: bool,
-    /// Labels removed from every series (replica labels; the querier deduplicates).
-    pub without_replica_labels: Vec<String>,
-    /// Series to return at most; 0 means all.
-    pub limit: u64,
-    pub shard: Option<ShardSpec>,
-    /// Request hints: only blocks whose labels (external + `__block_id`) match.
-    pub block_matchers: Vec<Matcher>,
-    /// Whether a failing block becomes a warning (true) or fails the request.
-    pub partial_response: bool,
-}
-
-/// Hash-mod sharding of series, as the Thanos querier asks for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardSpec {
-    pub shard_index: u64,
-    pub total_shards: u64,
-    /// Hash only `labels` (true) or all labels but `labels` and the metric name (false).
-    pub by: bool,
-    pub labels: Vec<String>,
-}
-
-impl ShardSpec {
-    /// Prometheus' `HashForLabels` / `HashWithoutLabels`: xxhash64 of `name 0xff value 0xff`
-    /// over the chosen labels, so stele shards exactly like a Thanos store.
-    pub fn matches(&self, labels: &Labels) -> bool {
-        if self.total_shards <= 1 {
-            return true;
-        }
-        let mut buf = Vec::with_capacity(256);
-        for l in labels.iter() {
-            let listed = self.labels.iter().any(|n| *n == l.name);
-            let take = if self.by {
-                listed
-            } else {
-                !listed && l.name != METRIC_NAME
-            };
-            if take {
-                buf.extend_from_slice(l.name.as_bytes());
-                buf.push(0xff);
-                buf.extend_from_slice(l.value.as_bytes());
-                buf.push(0xff);
-            }
-        }
-        xxhash_rust::xxh64::xxh64(&buf, 0) % self.total_shards == self.shard_index
-    }
-}
-
-/// One series of the response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesOut {
-    pub labels: Labels,
-    /// Sorted by min time; empty with `skip_chunks`.
-    pub chunks: Vec<StoredChunk>,
-}
-
-#[derive(Debug)]
-pub enum SeriesEvent {
-    Series(SeriesOut),
-    /// A block could not be read and the request allows partial responses.
-    Warning(String),
-}
-
-#[derive(Debug, Default)]
-pub struct SeriesSummary {
-    pub queried_blocks: Vec<Ulid>,
-    pub stats: QueryStats,
-}
-
-/// LabelNames / LabelValues.
-#[derive(Debug, Clone, Default)]
-pub struct LabelsQuery {
-    pub min_time: i64,
-    pub max_time: i64,
-    pub matchers: Vec<Matcher>,
-    pub without_replica_labels: Vec<String>,
-    pub limit: u64,
-    pub block_matchers: Vec<Matcher>,
-    pub partial_response: bool,
-}
 
 impl BucketStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         if self.is_ready() {
             Ok(())
         } else {
-            Err(StoreError::NotReady)
+            Err(not_ready())
         }
     }
 
@@ -144,12 +59,7 @@ impl BucketStore {
         self.blocks()
             .into_iter()
             .filter(|b| b.overlaps(min_time, max_time))
-            .filter(|b| {
-                let labels = b.block_labels();
-                block_matchers
-                    .iter()
-                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-            })
+            .filter(|b| labels::match_all(&b.block_labels(), block_matchers))
             .filter_map(|b| b.index_matchers(matchers).map(|m| (b, m)))
             .collect()
     }
@@ -424,15 +334,6 @@ impl BucketStore {
         }
         Ok((all, warnings))
     }
-}
-
-fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {
-    if min_time > max_time {
-        return Err(StoreError::InvalidArgument(format!(
-            "invalid time range: min_time {min_time} is after max_time {max_time}"
-        )));
-    }
-    Ok(())
 }
 
 /// The cores queries may use. The first call reads the cgroup's CPU quota (a few files), so
@@ -735,48 +636,5 @@ mod tests {
         assert!(matches!(e, StoreError::ResourceExhausted(_)), "{e}");
         drop(ctx);
         assert_eq!(budget.held(), 0, "everything given back");
-    }
-
-    #[test]
-    fn sharding_matches_prometheus_hashing() {
-        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a"), ("instance", "x")]);
-        // Every series lands in exactly one shard.
-        for total in 1..6u64 {
-            let hits = (0..total)
-                .filter(|&i| {
-                    ShardSpec {
-                        shard_index: i,
-                        total_shards: total,
-                        by: false,
-                        labels: vec![],
-                    }
-                    .matches(&labels)
-                })
-                .count();
-            assert_eq!(hits, 1);
-        }
-        // `by` hashes only the listed labels; `without` ignores the metric name.
-        let by_job = |l: &Labels, i| {
-            ShardSpec {
-                shard_index: i,
-                total_shards: 7,
-                by: true,
-                labels: vec!["job".into()],
-            }
-            .matches(l)
-        };
-        let other = Labels::from_pairs([("__name__", "down"), ("job", "a"), ("instance", "y")]);
-        for i in 0..7 {
-            assert_eq!(by_job(&labels, i), by_job(&other, i));
-        }
-        let buf = b"instance\xffx\xffjob\xffa\xff";
-        let expected = xxhash_rust::xxh64::xxh64(buf, 0) % 5;
-        assert!(ShardSpec {
-            shard_index: expected,
-            total_shards: 5,
-            by: false,
-            labels: vec![],
-        }
-        .matches(&labels));
     }
 }

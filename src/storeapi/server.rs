@@ -16,23 +16,21 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Unit;
-use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::{ServerError, Shutdown};
+use super::convert::{
+    hints, info_response, labels_query, labels_to_proto, series_hints, series_query,
+    series_to_proto, status,
+};
+use super::{Component, SeriesEvent, SeriesQuery, StoreEngine, StoreError};
 use crate::metrics::{latency_histograms, LatencyHistograms, Metrics, MetricsError};
-use crate::model::{Labels, MatchKind, Matcher};
 use crate::proto::hintspb;
 use crate::proto::thanos::{self, info};
-use crate::store::{
-    Component, LabelsQuery, QueryStats, SeriesEvent, SeriesOut, SeriesQuery, SeriesSummary,
-    ShardSpec, StoreEngine, StoreError, StoreInfo,
-};
-use crate::tsdb::chunks::ChunkEncoding;
+use crate::server::{ServerError, Shutdown};
 
 /// Thanos allows messages up to 2^31-1 bytes on both ends.
 pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
@@ -48,7 +46,6 @@ const BYTES_PER_SEND: usize = 256 << 10;
 /// Groups buffered between the query thread and the client. A reply has these in flight, plus
 /// the group the query thread is sending and the one being written to the client.
 const STREAM_BUFFER: usize = 4;
-const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -177,12 +174,13 @@ impl<E: StoreEngine> StoreApi<E> {
     }
 
     /// Binds `addr` and serves `thanos.info.Info` and `thanos.Store` until `shutdown` fires
-    /// (in-flight requests drain first); the task ends with the server.
+    /// (in-flight requests drain first); returns the bound address (the real port for port
+    /// 0) and the task, which ends with the server.
     pub async fn serve(
         &self,
         addr: SocketAddr,
         shutdown: Shutdown,
-    ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
+    ) -> Result<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>), ServerError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -203,234 +201,87 @@ impl<E: StoreEngine> StoreApi<E> {
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown.wait(),
             );
-        Ok(tokio::spawn(server))
+        Ok((address, tokio::spawn(server)))
     }
 }
 
-fn status(e: StoreError) -> Status {
-    match e {
-        StoreError::InvalidArgument(m) => Status::invalid_argument(m),
-        StoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
-        StoreError::Unavailable(m) => Status::unavailable(m),
-        StoreError::Internal(m) => Status::internal(m),
-        StoreError::NotReady => Status::unavailable(StoreError::NotReady.to_string()),
-        // Only in place, whose errors never reach a client.
-        StoreError::WouldWait => Status::internal(StoreError::WouldWait.to_string()),
-    }
+/// Where a component listens, and how many Series requests it runs at once.
+#[derive(Debug, Clone)]
+pub struct EndpointsConfig {
+    /// For the index page and logs: `store`, `sidecar`, ...
+    pub component: &'static str,
+    pub grpc_address: SocketAddr,
+    pub http_address: SocketAddr,
+    /// `--store.grpc.series-max-concurrency`.
+    pub series_max_concurrency: usize,
 }
 
-fn matchers(ms: &[thanos::LabelMatcher]) -> Result<Vec<Matcher>, Status> {
-    ms.iter()
-        .map(|m| {
-            let kind = match thanos::label_matcher::Type::try_from(m.r#type) {
-                Ok(thanos::label_matcher::Type::Eq) => MatchKind::Equal,
-                Ok(thanos::label_matcher::Type::Neq) => MatchKind::NotEqual,
-                Ok(thanos::label_matcher::Type::Re) => MatchKind::Regex,
-                Ok(thanos::label_matcher::Type::Nre) => MatchKind::NotRegex,
-                Err(_) => {
-                    return Err(Status::invalid_argument(format!(
-                        "unknown matcher type {}",
-                        m.r#type
-                    )))
-                }
-            };
-            Matcher::new(kind, &m.name, &m.value)
-                .map_err(|e| Status::invalid_argument(e.to_string()))
+/// A component's two servers, running: the StoreAPI over gRPC and the HTTP endpoint
+/// (`/metrics`, probes) on a thread of its own, with the runtime's watchdog. Both stop when
+/// the shutdown fires; [`Endpoints::drained`] waits for them.
+pub struct Endpoints {
+    grpc_address: SocketAddr,
+    http_address: SocketAddr,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: futures::future::BoxFuture<'static, Result<(), ServerError>>,
+}
+
+impl Endpoints {
+    /// Binds both addresses and serves `engine` on the current runtime; the watchdog's and
+    /// the gRPC server's metrics go to `metrics`.
+    pub async fn start<E: StoreEngine>(
+        engine: Arc<E>,
+        config: &EndpointsConfig,
+        metrics: &Metrics,
+        readiness: &crate::server::Readiness,
+        shutdown: &Shutdown,
+    ) -> Result<Self, ServerError> {
+        let watchdog = crate::server::Watchdog::start(&tokio::runtime::Handle::current(), metrics)?;
+        let state =
+            crate::server::HttpState::new(config.component, metrics.clone(), readiness.clone())
+                .with_watchdog(watchdog);
+        let http = crate::server::HttpServer::bind(config.http_address, state)?;
+        let http_address = http.local_addr();
+        let http = Box::pin(http.serve_on_own_thread(shutdown.clone())?);
+        let api = StoreApi::new(engine, config.series_max_concurrency, metrics)?;
+        let (grpc_address, grpc) = api.serve(config.grpc_address, shutdown.clone()).await?;
+        Ok(Endpoints {
+            grpc_address,
+            http_address,
+            grpc,
+            http,
         })
-        .collect()
-}
-
-/// Decodes a hints message of type `M` from an `Any`; absent hints are the default.
-fn hints<M: Message + Default>(any: &Option<prost_types::Any>, name: &str) -> Result<M, Status> {
-    match any {
-        None => Ok(M::default()),
-        Some(a) if a.type_url.ends_with(name) => M::decode(a.value.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("invalid {name}: {e}"))),
-        Some(a) => Err(Status::invalid_argument(format!(
-            "unexpected hints type {}, want {name}",
-            a.type_url
-        ))),
     }
-}
 
-fn any<M: Message>(name: &str, m: &M) -> prost_types::Any {
-    prost_types::Any {
-        type_url: format!("{TYPE_URL_PREFIX}{name}"),
-        value: m.encode_to_vec(),
+    /// The bound gRPC address (the real port when asked for port 0).
+    pub fn grpc_address(&self) -> SocketAddr {
+        self.grpc_address
     }
-}
 
-fn partial_response(disabled: bool, strategy: i32) -> bool {
-    !disabled && strategy != thanos::PartialResponseStrategy::Abort as i32
-}
-
-/// `thanos.Label` is the model's `Label` (see `proto::label`).
-fn labels_to_proto(l: &Labels) -> Vec<thanos::Label> {
-    l.iter().cloned().collect()
-}
-
-/// One series of a Series reply as its wire message.
-pub fn series_to_proto(s: SeriesOut) -> thanos::Series {
-    thanos::Series {
-        // Moved, not copied: the labels go on the wire as resolved.
-        labels: s.labels.into_vec(),
-        chunks: s
-            .chunks
-            .into_iter()
-            .map(|c| thanos::AggrChunk {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                raw: Some(thanos::Chunk {
-                    r#type: chunk_type(c.encoding) as i32,
-                    data: c.data,
-                    hash: c.hash,
-                }),
-                ..Default::default()
-            })
-            .collect(),
+    pub fn http_address(&self) -> SocketAddr {
+        self.http_address
     }
-}
 
-/// Thanos numbers encodings from 0 (XOR); Prometheus from 1.
-fn chunk_type(e: ChunkEncoding) -> thanos::chunk::Encoding {
-    match e {
-        ChunkEncoding::Histogram => thanos::chunk::Encoding::Histogram,
-        ChunkEncoding::FloatHistogram => thanos::chunk::Encoding::FloatHistogram,
-        _ => thanos::chunk::Encoding::Xor,
-    }
-}
-
-fn stats_to_proto(s: &QueryStats) -> hintspb::QueryStats {
-    let dur = |d: std::time::Duration| prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    };
-    hintspb::QueryStats {
-        blocks_queried: s.blocks_queried,
-        merged_series_count: s.merged_series_count,
-        merged_chunks_count: s.merged_chunks_count,
-        postings_touched: s.postings_touched,
-        postings_touched_size_sum: s.postings_touched_size_sum,
-        postings_to_fetch: s.postings_to_fetch,
-        postings_fetched: s.postings_fetched,
-        postings_fetched_size_sum: s.postings_fetched_size_sum,
-        postings_fetch_count: s.postings_fetch_count,
-        series_touched: s.series_touched,
-        series_touched_size_sum: s.series_touched_size_sum,
-        series_fetched: s.series_fetched,
-        series_fetched_size_sum: s.series_fetched_size_sum,
-        series_fetch_count: s.series_fetch_count,
-        chunks_touched: s.chunks_touched,
-        chunks_touched_size_sum: s.chunks_touched_size_sum,
-        chunks_fetched: s.chunks_fetched,
-        chunks_fetched_size_sum: s.chunks_fetched_size_sum,
-        chunks_fetch_count: s.chunks_fetch_count,
-        data_downloaded_size_sum: s.data_downloaded_size_sum,
-        get_all_duration: Some(dur(s.get_all_duration)),
-        merge_duration: Some(dur(s.merge_duration)),
-    }
-}
-
-fn series_hints(summary: &SeriesSummary) -> prost_types::Any {
-    any(
-        "hintspb.SeriesResponseHints",
-        &hintspb::SeriesResponseHints {
-            queried_blocks: summary
-                .queried_blocks
-                .iter()
-                .map(|id| hintspb::Block { id: id.to_string() })
-                .collect(),
-            query_stats: Some(stats_to_proto(&summary.stats)),
-        },
-    )
-}
-
-fn series_query(r: &thanos::SeriesRequest) -> Result<SeriesQuery, Status> {
-    let req_hints: hintspb::SeriesRequestHints = hints(&r.hints, "hintspb.SeriesRequestHints")?;
-    let shard = r
-        .shard_info
-        .as_ref()
-        .filter(|s| s.total_shards > 1)
-        .map(|s| {
-            if s.shard_index < 0 || s.shard_index >= s.total_shards {
-                return Err(Status::invalid_argument(format!(
-                    "shard index {} outside 0..{}",
-                    s.shard_index, s.total_shards
-                )));
-            }
-            Ok(ShardSpec {
-                shard_index: s.shard_index as u64,
-                total_shards: s.total_shards as u64,
-                by: s.by,
-                labels: s.labels.clone(),
-            })
-        })
-        .transpose()?;
-    Ok(SeriesQuery {
-        min_time: r.min_time,
-        max_time: r.max_time,
-        matchers: matchers(&r.matchers)?,
-        skip_chunks: r.skip_chunks,
-        without_replica_labels: r.without_replica_labels.clone(),
-        limit: r.limit.max(0) as u64,
-        shard,
-        block_matchers: matchers(&req_hints.block_matchers)?,
-        partial_response: partial_response(
-            r.partial_response_disabled,
-            r.partial_response_strategy,
-        ),
-    })
-}
-
-/// The query of a LabelNames or LabelValues request (their fields are the same).
-fn labels_query(
-    (start, end): (i64, i64),
-    label_matchers: &[thanos::LabelMatcher],
-    without_replica_labels: Vec<String>,
-    limit: i64,
-    block_matchers: &[thanos::LabelMatcher],
-    (partial_disabled, partial_strategy): (bool, i32),
-) -> Result<LabelsQuery, Status> {
-    Ok(LabelsQuery {
-        min_time: start,
-        max_time: end,
-        matchers: matchers(label_matchers)?,
-        without_replica_labels,
-        limit: limit.max(0) as u64,
-        block_matchers: matchers(block_matchers)?,
-        partial_response: partial_response(partial_disabled, partial_strategy),
-    })
-}
-
-fn info_response(component: Component, i: &StoreInfo) -> info::InfoResponse {
-    info::InfoResponse {
-        label_sets: i
-            .label_sets
-            .iter()
-            .map(|l| thanos::ZLabelSet {
-                labels: labels_to_proto(l),
-            })
-            .collect(),
-        component_type: component.as_str().into(),
-        store: Some(info::StoreInfo {
-            min_time: i.min_time,
-            max_time: i.max_time,
-            supports_sharding: true,
-            supports_without_replica_labels: true,
-            tsdb_infos: i
-                .tsdb_infos
-                .iter()
-                .map(|(l, min, max)| info::TsdbInfo {
-                    labels: Some(thanos::ZLabelSet {
-                        labels: labels_to_proto(l),
-                    }),
-                    min_time: *min,
-                    max_time: *max,
+    /// Waits for both servers to stop (they drain once the shutdown fires).
+    pub async fn drained(self) -> Result<(), ServerError> {
+        let grpc = self.grpc.await;
+        let http = self.http.await;
+        match grpc {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ServerError::Serve {
+                    what: "gRPC",
+                    source: std::io::Error::other(e),
                 })
-                .collect(),
-            supports_projections: false,
-        }),
-        ..Default::default()
+            }
+            Err(e) => {
+                return Err(ServerError::Serve {
+                    what: "gRPC",
+                    source: std::io::Error::other(format!("the server task failed: {e}")),
+                })
+            }
+        }
+        http
     }
 }
 

@@ -5,8 +5,8 @@
 //! `std::io::Write` sinks. Facts about the format: `docs/ARCHITECTURE.md` and the module docs.
 
 pub mod chunks;
-pub mod encoding;
-pub mod error;
+pub(crate) mod encoding;
+pub(crate) mod error;
 pub mod index;
 pub mod meta;
 pub mod source;

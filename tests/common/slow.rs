@@ -177,11 +177,11 @@ impl Prober {
                 .unwrap()
                 .timeout(PROBE_TIMEOUT)
                 .connect_lazy();
-            let mut client = stele::proto::thanos::info::info_client::InfoClient::new(channel);
+            let mut client = stele::storeapi::client::StoreApiClient::from_channel(channel);
             while !stop_grpc.load(Ordering::Relaxed) {
                 let at = started.elapsed();
                 let t = Instant::now();
-                let answer = rt.block_on(client.info(stele::proto::thanos::info::InfoRequest {}));
+                let answer = rt.block_on(client.info_raw());
                 let outcome = match answer {
                     Ok(_) => Ok(0),
                     // Not ready yet is an answer; no connection is not.

@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use stele::proto::thanos::store_client::StoreClient;
-use tonic::transport::Channel;
+use stele::storeapi::client::StoreApiClient;
 
 use super::storeapi::{metric_value, store_client, wait_info_ready};
 use super::{free_port, http_get, stele};
@@ -89,7 +88,7 @@ impl StoreProcess {
         metric_value(&self.metrics_text(), name)
     }
 
-    pub fn client(&self, rt: &tokio::runtime::Runtime) -> StoreClient<Channel> {
+    pub fn client(&self, rt: &tokio::runtime::Runtime) -> StoreApiClient {
         store_client(rt, &self.grpc)
     }
 }

@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use stele::model::Labels;
 use stele::proto::thanos;
-use stele::proto::thanos::store_client::StoreClient;
+use stele::storeapi::client::StoreApiClient;
 use stele::tsdb::chunks::XorIter;
-use tonic::transport::Channel;
 
 use super::{canonical_bits, http_get, PrometheusServer, SeriesMap};
 
@@ -31,31 +30,18 @@ pub fn call_info(
 ) -> Result<thanos::info::InfoResponse, tonic::Status> {
     rt.block_on(async {
         // Bounded, so a wedged server fails the test instead of hanging it.
-        let ch = Channel::from_shared(grpc.to_string())
-            .unwrap()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .connect()
+        let mut client = StoreApiClient::connect(grpc)
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let mut client = thanos::info::info_client::InfoClient::new(ch);
-        Ok(client
-            .info(thanos::info::InfoRequest {})
-            .await?
-            .into_inner())
+        tokio::time::timeout(Duration::from_secs(30), client.info_raw())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("Info took over 30 s"))?
     })
 }
 
-pub fn store_client(rt: &tokio::runtime::Runtime, grpc: &str) -> StoreClient<Channel> {
-    rt.block_on(async {
-        let ch = Channel::from_shared(grpc.to_string())
-            .unwrap()
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .unwrap();
-        StoreClient::new(ch).max_decoding_message_size(usize::MAX)
-    })
+/// stele's StoreAPI client, connected to `grpc`.
+pub fn store_client(rt: &tokio::runtime::Runtime, grpc: &str) -> StoreApiClient {
+    rt.block_on(StoreApiClient::connect(grpc)).unwrap()
 }
 
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -92,41 +78,16 @@ pub fn wire_matchers(selector: &str) -> Vec<thanos::LabelMatcher> {
         .collect()
 }
 
-/// Every frame of a Series call: series (batches flattened), warnings, and whether the
-/// response hints came last.
-pub struct SeriesResult {
-    pub series: Vec<thanos::Series>,
-    pub warnings: Vec<String>,
-    pub hints: Option<stele::proto::hintspb::SeriesResponseHints>,
-}
+/// Every frame of a Series call: series (batches flattened), warnings, and the response
+/// hints (which must come last).
+pub type SeriesResult = stele::storeapi::client::SeriesReply;
 
 pub fn call_series(
     rt: &tokio::runtime::Runtime,
-    client: &mut StoreClient<Channel>,
+    client: &mut StoreApiClient,
     req: thanos::SeriesRequest,
 ) -> Result<SeriesResult, tonic::Status> {
-    rt.block_on(async {
-        let mut stream = client.series(req).await?.into_inner();
-        let mut out = SeriesResult {
-            series: Vec::new(),
-            warnings: Vec::new(),
-            hints: None,
-        };
-        while let Some(frame) = stream.message().await? {
-            assert!(out.hints.is_none(), "hints must be the last frame");
-            use thanos::series_response::Result as F;
-            match frame.result.expect("frame has a result") {
-                F::Series(s) => out.series.push(s),
-                F::Batch(b) => out.series.extend(b.series),
-                F::Warning(w) => out.warnings.push(w),
-                F::Hints(any) => {
-                    assert!(any.type_url.ends_with("hintspb.SeriesResponseHints"));
-                    out.hints = Some(prost::Message::decode(any.value.as_slice()).unwrap());
-                }
-            }
-        }
-        Ok(out)
-    })
+    rt.block_on(async { client.series_raw(req).await?.collect().await })
 }
 
 pub fn series_request(selector: &str, min: i64, max: i64) -> thanos::SeriesRequest {

@@ -24,8 +24,8 @@
 //! [`xor`] is the codec for float samples (encoding 1). Histogram encodings and any encoding a
 //! newer Prometheus invents are carried as opaque bytes ([`ChunkEncoding::Unknown`]).
 
-pub mod segment;
-pub mod xor;
+pub(crate) mod segment;
+pub(crate) mod xor;
 
 use bytes::Bytes;
 

@@ -31,13 +31,13 @@
 //! store can batch and coalesce ranged reads itself; only [`reader::IndexReader`] talks to
 //! a [`ReadAt`](crate::tsdb::source::ReadAt), and only [`writer::IndexWriter`] writes.
 
-pub mod postings;
-pub mod postings_table;
-pub mod reader;
-pub mod series;
-pub mod symbols;
-pub mod toc;
-pub mod writer;
+pub(crate) mod postings;
+pub(crate) mod postings_table;
+pub(crate) mod reader;
+pub(crate) mod series;
+pub(crate) mod symbols;
+pub(crate) mod toc;
+pub(crate) mod writer;
 
 pub use postings::{decode_postings_bitmap, decode_postings_list, encode_postings_list};
 pub use postings_table::{visit_postings_offset_table, PostingsTableEntry};

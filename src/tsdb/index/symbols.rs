@@ -104,10 +104,6 @@ impl Symbols {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Resolves a symbol reference as stored in series entries and label indices.
     pub fn lookup(&self, r: u32) -> Result<&str, DecodeError> {
         let pos = match self.version {

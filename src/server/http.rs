@@ -426,14 +426,71 @@ mod tests {
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 
-    #[tokio::test]
-    async fn shutdown_does_not_wait_past_the_grace_period_for_a_stuck_client() {
-        let running = start(state(), Duration::from_millis(200)).await;
-        // Half a request head: the connection is busy and never finishes by itself.
-        let mut stuck = TcpStream::connect(running.addr).await.unwrap();
-        stuck.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    /// A scraper that asks for `/metrics` and stops reading after the status line, like one
+    /// that hangs mid-scrape: with a body far larger than the socket buffers, the response
+    /// cannot finish, so the connection stays busy until the server gives up on it.
+    async fn stuck_scrape(addr: SocketAddr) -> TcpStream {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "the scrape was answered");
+        conn
+    }
+
+    /// A registry whose text exposition is about 40 MB.
+    fn huge_metrics() -> HttpState {
+        #[derive(
+            Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet,
+        )]
+        struct Wide {
+            series: String,
+        }
+        let st = state();
+        let family = prometheus_client::metrics::family::Family::<Wide, Counter>::default();
+        for i in 0..400_000 {
+            family
+                .get_or_create(&Wide {
+                    series: format!("{i:0>60}"),
+                })
+                .inc();
+        }
+        st.metrics
+            .register("test_wide", "Many series", family)
+            .unwrap();
+        st
+    }
+
+    // Paused time: the grace period elapses on tokio's clock, exactly, however busy the
+    // machine is, and the assertions are on that clock.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_the_grace_period_for_a_stuck_client_and_no_longer() {
+        let grace = Duration::from_secs(5);
+        let running = start(huge_metrics(), grace).await;
+        let _stuck = stuck_scrape(running.addr).await;
+        let began = tokio::time::Instant::now();
         stop(running).await;
+        let waited = began.elapsed();
+        assert!(
+            waited >= grace && waited < grace + Duration::from_millis(100),
+            "stopped after {waited:?} with a client stuck, grace period {grace:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_without_open_requests_does_not_wait_for_the_grace_period() {
+        let grace = Duration::from_secs(5);
+        let running = start(state(), grace).await;
+        assert_eq!(get(running.addr, "/-/healthy", None).await.status, 200);
+        let began = tokio::time::Instant::now();
+        stop(running).await;
+        let waited = began.elapsed();
+        assert!(
+            waited < Duration::from_millis(100),
+            "stopped after {waited:?}"
+        );
     }
 
     #[tokio::test]

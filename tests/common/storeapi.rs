@@ -104,8 +104,24 @@ pub fn labels_of(s: &thanos::Series) -> Labels {
 }
 
 /// Decodes the response into samples in `[min, max]` without stale markers (which
-/// Prometheus' query API does not return), checking the StoreAPI's ordering contract.
+/// Prometheus' query API does not return), checking the StoreAPI's contract: series sorted
+/// and each once, each with chunks, sorted by time and with hashes that match. A sample sent
+/// twice (a chunk repeated, overlapping chunks of one series) fails. A series whose chunks
+/// hold no sample in the range is left out: the StoreAPI sends whole chunks that overlap the
+/// range, and Prometheus, the oracle, returns only the samples inside it.
 pub fn decode(series: &[thanos::Series], min: i64, max: i64) -> SeriesMap {
+    let out = decode_with_overlaps(series, min, max);
+    for (labels, samples) in &out {
+        if let Some(w) = samples.windows(2).find(|w| w[0].0 == w[1].0) {
+            panic!("{labels}: the sample at {} was sent twice", w[0].0);
+        }
+    }
+    out
+}
+
+/// [`decode`] for answers where one label set may legitimately hold a timestamp more than
+/// once (series made equal by dropping labels): every sample is kept, sorted by time.
+pub fn decode_with_overlaps(series: &[thanos::Series], min: i64, max: i64) -> SeriesMap {
     let mut out = SeriesMap::new();
     let mut previous: Option<Labels> = None;
     for s in series {
@@ -117,6 +133,7 @@ pub fn decode(series: &[thanos::Series], min: i64, max: i64) -> SeriesMap {
             );
         }
         previous = Some(labels.clone());
+        assert!(!s.chunks.is_empty(), "{labels} was sent without chunks");
         let mut samples = Vec::new();
         let mut last_min = i64::MIN;
         for c in &s.chunks {
@@ -139,8 +156,7 @@ pub fn decode(series: &[thanos::Series], min: i64, max: i64) -> SeriesMap {
             }
             assert!(it.err().is_none());
         }
-        samples.sort_by_key(|s| s.0);
-        samples.dedup_by_key(|s| s.0);
+        samples.sort();
         if !samples.is_empty() {
             out.insert(labels, samples);
         }

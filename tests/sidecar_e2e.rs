@@ -12,8 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::slow::stall_when_in_flight;
 use common::storeapi::*;
 use common::*;
+use stele::bench::proxy::LatencyProxy;
 use stele::model::Labels;
 use stele::proto::thanos;
 use stele::storeapi::{SeriesEvent, SeriesQuery, StoreEngine};
@@ -510,19 +512,35 @@ fn crashes_and_outages_end_with_each_block_once() {
     ))
     .unwrap();
 
-    // The S3 server is down when the sidecar starts: the uploads wait and retry.
+    // The S3 server is down when the sidecar starts: uploads fail, are counted, and are
+    // retried; the sidecar stays ready. It reaches S3 through a proxy, so that the kill below
+    // is seen to cut an upload off.
     s3.stop();
-    let mut sidecar = SidecarProcess::start(&prom, &tsdb, Some(&yaml));
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(shipped(&s3).is_empty());
+    let proxy = LatencyProxy::start(s3.endpoint.parse().unwrap(), Duration::ZERO).unwrap();
+    let proxied = s3.objstore_yaml_at(&proxy.addr().to_string(), "");
+    let mut sidecar = SidecarProcess::start(&prom, &tsdb, Some(&proxied));
+    wait_until("an upload fails while S3 is down", || {
+        metric_value(&sidecar.metrics(), "stele_shipper_upload_failures_total") >= 1.0
+    });
     assert!(
         sidecar.ready(),
         "a bucket outage does not make the sidecar unready"
     );
+
+    // S3 is back, and the sidecar is killed with an upload request held in flight: that
+    // upload is cut off wherever it was.
+    proxy.set_latency(Duration::from_millis(20));
     s3.start_again();
-    // Killed as soon as the first block is complete, likely mid-way through the others.
-    wait_until("a block is shipped", || !shipped(&s3).is_empty());
+    stall_when_in_flight(&proxy);
+    let before_kill = shipped(&s3);
+    assert!(
+        before_kill.len() < ids.len(),
+        "every block was shipped before the kill"
+    );
     sidecar.kill();
+    assert!(proxy.in_flight() > 0, "no upload was in flight at the kill");
+    proxy.resume();
+    drop(proxy);
 
     let sidecar = SidecarProcess::start(&prom, &tsdb, Some(&yaml));
     wait_until("every block is shipped", || shipped(&s3) == ids);

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::slow::stall_when_in_flight;
 use common::store::*;
 use common::storeapi::*;
 use common::*;
+use stele::bench::proxy::LatencyProxy;
 use stele::model::Labels;
 use stele::proto::thanos;
 
@@ -765,7 +767,13 @@ fn s3_bucket_serves_what_prometheus_serves_and_rides_out_an_outage() {
         rt.block_on(upload_block(bucket.as_ref(), &block));
         uploaded += 1;
     }
-    let store = StoreProcess::start(&s3.objstore_yaml("tenant-a"), &["--sync-block-duration=2s"]);
+    // The store reaches S3 through a proxy (no latency until the outage below), so the outage
+    // can be seen to hit a request in flight.
+    let proxy = LatencyProxy::start(s3.endpoint.parse().unwrap(), Duration::ZERO).unwrap();
+    let store = StoreProcess::start(
+        &s3.objstore_yaml_at(&proxy.addr().to_string(), "tenant-a"),
+        &["--sync-block-duration=2s"],
+    );
     assert_same_as_prometheus(&store, &prom, span);
 
     // The HTTP side: ready after the sync, and the store's figures in /metrics.
@@ -811,29 +819,43 @@ fn s3_bucket_serves_what_prometheus_serves_and_rides_out_an_outage() {
     assert_eq!(in_place("handed_off"), before.1 + 3.0);
 
     // The S3 server goes away in the middle of a large request and comes back: the request
-    // completes with the same answer (the client retries), or says which blocks it missed.
+    // completes with the same answer, every read it lost retried by the bucket client.
     let (g0, g1) = span;
     let sel = r#"{__name__=~".+"}"#;
     let mut client = store.client(&rt);
     let reference = call_series(&rt, &mut client, series_request(sel, g0, g1)).unwrap();
     let reference = decode(&reference.series, g0, g1);
     let grpc = store.grpc.clone();
+    // Each bucket read now takes 20 ms, so one is caught in flight.
+    proxy.set_latency(Duration::from_millis(20));
     let during = std::thread::spawn(move || {
         let rt = runtime();
         let mut client = store_client(&rt, &grpc);
         call_series(&rt, &mut client, series_request(sel, g0, g1))
     });
-    std::thread::sleep(Duration::from_millis(30));
+    stall_when_in_flight(&proxy);
+    assert!(!during.is_finished(), "the request ended before the outage");
+    let held = proxy.in_flight();
     s3.stop();
-    std::thread::sleep(Duration::from_millis(1500));
+    proxy.set_latency(Duration::ZERO);
+    proxy.resume();
+    // The held reads fail and are retried against the dead server: new connections, refused.
+    let connections = proxy.connections();
+    wait_until("the store retries against the dead bucket", || {
+        proxy.connections() >= connections + 2
+    });
+    assert!(!during.is_finished(), "the request ended during the outage");
     s3.start_again();
     let got = during
         .join()
         .unwrap()
         .expect("the request survives the outage");
-    if got.warnings.is_empty() {
-        assert_eq!(decode(&got.series, g0, g1), reference);
-    }
+    assert!(
+        got.warnings.is_empty(),
+        "{held} reads held at the outage; warnings {:?}",
+        got.warnings
+    );
+    assert_eq!(decode(&got.series, g0, g1), reference);
 
     // Down for longer than the retries: warnings (or Unavailable), then back to normal.
     s3.stop();

@@ -42,19 +42,7 @@ impl SlowS3 {
     /// to hit one), keeps it stalled for `hold`, and resumes it; returns how many requests
     /// were held.
     pub fn stall_one_in_flight(&self, hold: Duration) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            self.proxy.stall();
-            if self.proxy.in_flight() > 0 {
-                break;
-            }
-            self.proxy.resume();
-            assert!(
-                Instant::now() < deadline,
-                "no request went through the proxy to be stalled"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        stall_when_in_flight(&self.proxy);
         let started = Instant::now();
         while started.elapsed() < hold {
             std::thread::sleep(Duration::from_millis(10));
@@ -66,6 +54,24 @@ impl SlowS3 {
         );
         self.proxy.resume();
         held
+    }
+}
+
+/// Stalls `proxy` at a moment a request is in flight through it (the stall is then seen to
+/// hold one), waiting up to a minute for one to go through; it stays stalled.
+pub fn stall_when_in_flight(proxy: &LatencyProxy) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        proxy.stall();
+        if proxy.in_flight() > 0 {
+            return;
+        }
+        proxy.resume();
+        assert!(
+            Instant::now() < deadline,
+            "no request went through the proxy to be stalled"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

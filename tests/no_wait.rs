@@ -5,9 +5,11 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::storeapi::wait_until;
 use common::*;
 use stele::bucket::discover::BlockFilters;
 use stele::cache::{Cache, ItemKind};
@@ -119,10 +121,15 @@ fn answers_what_is_in_memory_exactly_as_the_blocking_pool_and_refuses_the_rest()
     let small = query(r#"{__name__="up"}"#);
     let large = query(r#"{__name__="http_requests_total",code="500"}"#);
 
-    // Cold: the postings are not in memory, so it refuses, before any warning.
-    let started = Instant::now();
+    // Cold: the postings are not in memory, so it refuses, before reading anything.
+    let reads = || {
+        [&f.store.fetched_index, &f.store.fetched_chunks]
+            .map(|c| c.requests.load(Ordering::Relaxed))
+    };
+    let before = reads();
     assert!(refused(&run(&f, &small, true)));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(reads(), before, "a refusal reads nothing");
+    assert_eq!(f.store.budget.counters.waits.load(Ordering::Relaxed), 0);
     // Once the blocking pool has answered it, the same answer in place.
     let expected = run(&f, &small, false).0.unwrap();
     assert!(
@@ -165,9 +172,10 @@ fn refuses_a_closed_index_and_a_full_memory_budget() {
     let small = query(r#"{__name__="up"}"#);
     let expected = run(&f, &small, false).0.unwrap();
     // The indexes close once idle: opening one reads the disk.
-    std::thread::sleep(Duration::from_millis(20));
-    f.store.maintain_index_headers();
-    assert!(f.store.blocks().iter().all(|b| !b.index.is_open()));
+    wait_until("the idle indexes close", || {
+        f.store.maintain_index_headers();
+        f.store.blocks().iter().all(|b| !b.index.is_open())
+    });
     assert!(refused(&run(&f, &small, true)));
     assert_eq!(run(&f, &small, false).0.unwrap(), expected);
 
@@ -176,9 +184,12 @@ fn refuses_a_closed_index_and_a_full_memory_budget() {
     let expected = run(&f, &small, false).0.unwrap();
     let mut other = f.store.query_ctx();
     other.hold(1 << 20).unwrap();
-    let started = Instant::now();
     assert!(refused(&run(&f, &small, true)));
-    assert!(started.elapsed() < Duration::from_secs(1), "no 30 s wait");
+    assert_eq!(
+        f.store.budget.counters.waits.load(Ordering::Relaxed),
+        0,
+        "refused without waiting"
+    );
     drop(other);
     assert_eq!(run(&f, &small, true).0.unwrap(), expected);
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{upload_block, S3Server};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use stele::bench::proxy::LatencyProxy;
 use tokio_stream::StreamExt;
 
 /// Bytes that differ from their neighbours, so a wrong offset shows.
@@ -180,9 +181,12 @@ async fn s3_bad_credentials_are_a_clear_error() {
         // AWS says InvalidAccessKeyId; s3s says this.
         ("nobody", "testsecret", "NotSignedUp"),
     ] {
-        let yaml = server.objstore_yaml_with_credentials("", access, secret);
+        // Through a proxy that counts the requests.
+        let proxy = LatencyProxy::start(server.endpoint.parse().unwrap(), Duration::ZERO).unwrap();
+        let yaml = server
+            .objstore_yaml_with_credentials("", access, secret)
+            .replace(&server.endpoint, &proxy.addr().to_string());
         let store = stele::objstore::from_yaml(&yaml).unwrap();
-        let started = Instant::now();
         for err in [
             store.get(&key).await.map(|_| ()).unwrap_err(),
             store
@@ -199,12 +203,8 @@ async fn s3_bad_credentials_are_a_clear_error() {
                 "{access}/{secret}: {message}"
             );
         }
-        // A refusal is final: no retries with backoff.
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+        // A refusal is final: one request each, no retries.
+        assert_eq!(proxy.requests(), 2, "{access}/{secret}: retried");
     }
     assert_eq!(std::fs::read(server.root().join("x")).unwrap(), b"x");
 }
@@ -236,16 +236,23 @@ async fn s3_server_gone_is_an_error_and_back_works_again() {
         data[100..200]
     );
 
-    // Gone mid-request and back: the client's retries find it again.
+    // Gone while a read is retrying, and back: the retries find it again. The read goes
+    // through a proxy, whose connections show the retries happening.
+    let proxy = LatencyProxy::start(server.endpoint.parse().unwrap(), Duration::ZERO).unwrap();
+    let proxied =
+        stele::objstore::from_yaml(&server.objstore_yaml_at(&proxy.addr().to_string(), ""))
+            .unwrap();
     server.stop();
     let reader = {
-        let store = store.clone();
         let key = key.clone();
-        tokio::spawn(async move { store.get(&key).await?.bytes().await })
+        tokio::spawn(async move { proxied.get(&key).await?.bytes().await })
     };
-    // Ten retries back off for at least a second in all.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!reader.is_finished(), "the read gave up within 0.2 s");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.connections() < 3 {
+        assert!(Instant::now() < deadline, "the read never retried");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!reader.is_finished(), "the read gave up while retrying");
     server.start_again();
     assert_eq!(reader.await.unwrap().unwrap(), data);
 }

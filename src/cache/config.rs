@@ -66,6 +66,10 @@ pub enum Backend {
     Memcached(MemcachedConfig),
 }
 
+/// How long a memcached server is skipped after a network error or a timeout, so that an
+/// unreachable memcached costs each query at most one timeout a second, not one per lookup.
+pub const DEFAULT_DOWN_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Thanos' `MemcachedClientConfig`, with its defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemcachedConfig {
@@ -85,6 +89,9 @@ pub struct MemcachedConfig {
     pub max_get_multi_batch_size: usize,
     /// Items larger than this are not sent (0: no limit).
     pub max_item_size: u64,
+    /// How long a server is skipped after a network error or a timeout. Not in Thanos' YAML
+    /// (which has no such setting): always the default there.
+    pub down_backoff: Duration,
 }
 
 impl Default for MemcachedConfig {
@@ -98,6 +105,7 @@ impl Default for MemcachedConfig {
             max_get_multi_concurrency: 100,
             max_get_multi_batch_size: 0,
             max_item_size: 1 << 20,
+            down_backoff: DEFAULT_DOWN_BACKOFF,
         }
     }
 }
@@ -342,6 +350,7 @@ fn memcached(f: &mut Fields, ignored: &mut Ignored) -> Result<MemcachedConfig, C
             .count("max_get_multi_batch_size")?
             .unwrap_or(d.max_get_multi_batch_size),
         max_item_size: f.size("max_item_size")?.unwrap_or(d.max_item_size),
+        down_backoff: d.down_backoff,
     };
     if c.timeout.is_zero() {
         return Err(field_error("timeout", "must be positive"));

@@ -7,7 +7,7 @@
 //!
 //! Keys go to servers by jump consistent hashing, as in Thanos, so adding a server moves few
 //! keys; a multi-get asks the servers concerned in parallel. A server that failed with a network error or a timeout is skipped for
-//! [`DOWN_BACKOFF`], so an unreachable memcached costs each query at most one timeout a second
+//! [`MemcachedConfig::down_backoff`] (a second), so an unreachable memcached costs each query at most one timeout a second
 //! rather than one per lookup.
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -30,8 +30,6 @@ use prometheus_client::registry::Unit;
 use super::config::MemcachedConfig;
 use crate::metrics::{Metrics, MetricsError};
 
-/// How long a server is skipped after a network error or timeout.
-pub const DOWN_BACKOFF: Duration = Duration::from_secs(1);
 /// memcached's own limit on key length.
 pub const MAX_KEY_LEN: usize = 250;
 /// Relative expiry times beyond this are taken by memcached as absolute Unix times.
@@ -575,7 +573,7 @@ impl Inner {
             })
             .inc();
         if e.server_unreachable() {
-            *server.down_until.lock() = Some(Instant::now() + DOWN_BACKOFF);
+            *server.down_until.lock() = Some(Instant::now() + self.config.down_backoff);
             server.idle.lock().clear();
         }
         self.log.warn(operation, &server.addr, e);

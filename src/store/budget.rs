@@ -252,10 +252,10 @@ mod tests {
         assert!(matches!(e, StoreError::ResourceExhausted(_)), "{e}");
         assert_eq!(budget.held(), 60, "a refused request holds nothing more");
 
-        let started = Instant::now();
+        assert_eq!(budget.counters.waits.load(Ordering::Relaxed), 1);
         let e = budget.acquire(1, 50).unwrap_err();
         assert!(e.to_string().contains("more than the whole"), "{e}");
-        assert!(started.elapsed() < Duration::from_millis(20), "no wait");
+        assert_eq!(budget.counters.waits.load(Ordering::Relaxed), 1, "no wait");
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 2);
         budget.release(1, 60);
         assert_eq!(budget.held(), 0);
@@ -302,11 +302,9 @@ mod tests {
         let attempt = crate::nowait::enter();
         budget.acquire(2, 10).unwrap();
         assert!(!attempt.refused(), "room enough: no wait, no refusal");
-        let started = Instant::now();
         let e = budget.acquire(2, 50).unwrap_err();
         assert!(matches!(e, StoreError::WouldWait), "{e}");
         assert!(attempt.refused());
-        assert!(started.elapsed() < Duration::from_secs(1), "no 30 s wait");
         assert_eq!(budget.held(), 90, "the refused part is not held");
         assert_eq!(budget.counters.waits.load(Ordering::Relaxed), 0);
         assert_eq!(budget.counters.refusals.load(Ordering::Relaxed), 0);

@@ -344,14 +344,52 @@ mod tests {
         for i in 0..7 {
             assert_eq!(by_job(&labels, i), by_job(&other, i));
         }
-        let buf = b"instance\xffx\xffjob\xffa\xff";
-        let expected = xxhash_rust::xxh64::xxh64(buf, 0) % 5;
-        assert!(ShardSpec {
-            shard_index: expected,
-            total_shards: 5,
-            by: false,
-            labels: vec![],
+        // The empty label set hashes to xxhash64's published value for empty input.
+        assert_eq!(xxhash_rust::xxh64::xxh64(b"", 0), 0xef46_db37_51d8_e999);
+    }
+
+    /// The cases of Thanos' own `TestShardInfo_MatchesSeries` (pkg/store/storepb), taken as
+    /// facts: which shard a Thanos store puts this series in, computed by Thanos.
+    #[test]
+    fn sharding_puts_series_where_thanos_does() {
+        let series =
+            Labels::from_pairs([("pod", "nginx"), ("node", "node-1"), ("container", "nginx")]);
+        let shard = |index, total, by, labels: &[&str]| ShardSpec {
+            shard_index: index,
+            total_shards: total,
+            by,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        };
+        for (name, spec, matches) in [
+            ("one shard only", shard(0, 1, true, &[]), true),
+            ("by empty sharding labels", shard(0, 2, true, &[]), false),
+            (
+                "without empty sharding labels",
+                shard(0, 2, false, &[]),
+                true,
+            ),
+            (
+                "by labels, shard 0",
+                shard(0, 2, true, &["pod", "node"]),
+                false,
+            ),
+            (
+                "by labels, shard 1",
+                shard(1, 2, true, &["pod", "node"]),
+                true,
+            ),
+            (
+                "without labels, shard 0",
+                shard(0, 2, false, &["node"]),
+                true,
+            ),
+            (
+                "without labels, shard 1",
+                shard(1, 2, false, &["node"]),
+                false,
+            ),
+        ] {
+            assert_eq!(spec.matches(&series), matches, "{name}");
         }
-        .matches(&labels));
     }
 }

@@ -113,6 +113,6 @@ seeds="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/tmp/fuzz-seeds"
       echo "error: fuzz target $target failed (fuzz/$log; the input is under fuzz/artifacts/$target/)" >&2
       exit 1
     fi
-    echo "fuzz $target: $(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1)"
+    echo "fuzz $target: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)"
   done
 )

@@ -34,8 +34,6 @@ const CHUNKS_PER_FETCH: usize = 4096;
 /// Batches whose chunks a request fetches ahead over a remote bucket: enough to keep the
 /// bucket busy over a round trip of tens of milliseconds, each within the memory budget.
 pub const CHUNK_BATCHES_AHEAD: usize = 8;
-/// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts at 120).
-const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
 /// Blocks a request may have to run in no-wait mode (see [`NO_WAIT_MAX_SERIES`]).
 const NO_WAIT_MAX_BLOCKS: usize = 16;
 
@@ -102,12 +100,7 @@ impl BucketStore {
                 if postings_total > NO_WAIT_MAX_SERIES && crate::nowait::refuse() {
                     return Err(StoreError::WouldWait);
                 }
-                if limits.series > 0 && postings_total > limits.series {
-                    return Err(StoreError::ResourceExhausted(format!(
-                        "exceeded series limit: the request touches at least {postings_total} series, the limit is {}",
-                        limits.series
-                    )));
-                }
+                limits.check_series(postings_total)?;
                 BlockCursor::new(block.clone(), postings, count, q)
             });
             match cursor {
@@ -176,15 +169,7 @@ impl BucketStore {
                         break;
                     };
                     chunk_count += m.chunks.len() as u64;
-                    if limits.samples > 0
-                        && chunk_count * SAMPLES_PER_CHUNK_ESTIMATE > limits.samples
-                    {
-                        return Err(StoreError::ResourceExhausted(format!(
-                            "exceeded samples limit: {chunk_count} chunks hold up to {} samples, the limit is {}",
-                            chunk_count * SAMPLES_PER_CHUNK_ESTIMATE,
-                            limits.samples
-                        )));
-                    }
+                    limits.check_samples(chunk_count)?;
                     batch_chunks += m.chunks.len();
                     batch.push(m);
                 }

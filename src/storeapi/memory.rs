@@ -19,9 +19,6 @@ use super::{
 };
 use crate::model::Labels;
 
-/// Samples a chunk is taken to hold for the samples limit (Prometheus cuts chunks at 120).
-const SAMPLES_PER_CHUNK: u64 = 120;
-
 /// A StoreAPI engine over series in memory.
 pub struct MemoryStore {
     external: Labels,
@@ -153,22 +150,9 @@ impl StoreEngine for MemoryStore {
             .into_iter()
             .filter(|(l, _)| q.shard.as_ref().is_none_or(|s| s.matches(l)))
             .collect();
-        let limits = self.limits;
-        if limits.series > 0 && found.len() as u64 > limits.series {
-            return Err(StoreError::ResourceExhausted(format!(
-                "exceeded series limit: {} series, the limit is {}",
-                found.len(),
-                limits.series
-            )));
-        }
-        let chunks: u64 = found.iter().map(|(_, c)| c.len() as u64).sum();
-        if limits.samples > 0 && chunks * SAMPLES_PER_CHUNK > limits.samples {
-            return Err(StoreError::ResourceExhausted(format!(
-                "exceeded samples limit: {chunks} chunks hold up to {} samples, the limit is {}",
-                chunks * SAMPLES_PER_CHUNK,
-                limits.samples
-            )));
-        }
+        self.limits.check_series(found.len() as u64)?;
+        self.limits
+            .check_samples(found.iter().map(|(_, c)| c.len() as u64).sum())?;
         let mut stats = QueryStats::default();
         for (labels, chunks) in found {
             if q.limit > 0 && stats.merged_series_count as u64 >= q.limit {

@@ -200,6 +200,34 @@ pub struct Limits {
     pub downloaded_bytes: u64,
 }
 
+/// Samples a chunk is assumed to hold for the samples limit (Prometheus cuts chunks at 120).
+pub const SAMPLES_PER_CHUNK_ESTIMATE: u64 = 120;
+
+impl Limits {
+    /// ResourceExhausted once a request has touched more than the series limit.
+    pub fn check_series(&self, touched: u64) -> Result<(), StoreError> {
+        if self.series > 0 && touched > self.series {
+            return Err(StoreError::ResourceExhausted(format!(
+                "exceeded series limit: the request touches at least {touched} series, the limit is {}",
+                self.series
+            )));
+        }
+        Ok(())
+    }
+
+    /// ResourceExhausted once `chunks` chunks may hold more samples than the samples limit.
+    pub fn check_samples(&self, chunks: u64) -> Result<(), StoreError> {
+        let samples = chunks * SAMPLES_PER_CHUNK_ESTIMATE;
+        if self.samples > 0 && samples > self.samples {
+            return Err(StoreError::ResourceExhausted(format!(
+                "exceeded samples limit: {chunks} chunks hold up to {samples} samples, the limit is {}",
+                self.samples
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Checks a request's time range (inclusive bounds, ms): InvalidArgument when it ends
 /// before it starts.
 pub fn check_range(min_time: i64, max_time: i64) -> Result<(), StoreError> {

@@ -30,6 +30,85 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// The `[min, max]` (ms) a workload `range` ("all" or a duration ending at the data's end)
+/// covers, worked out here rather than by the bench's own code.
+fn compared_span(range: &str, data_min: i64, data_max: i64) -> (i64, i64) {
+    if range == "all" {
+        return (data_min, data_max);
+    }
+    let last = stele::model::time::parse_duration(range)
+        .unwrap_or_else(|e| panic!("range {range:?}: {e}"));
+    ((data_max - last.as_millis() as i64).max(data_min), data_max)
+}
+
+/// Series and samples of a decoded answer.
+fn counts(answer: &SeriesMap) -> (u64, u64) {
+    let samples = answer.values().map(|s| s.len() as u64).sum();
+    (answer.len() as u64, samples)
+}
+
+/// Every comparison row's counts are what Prometheus' HTTP API (over the bench's own
+/// Prometheus data directory) and a StoreAPI Series call to a fresh `stele store` (over the
+/// same blocks) return for the row's selector and range, counted here, not by the bench.
+fn assert_comparison_counts_are_independently_true(
+    report: &Value,
+    blocks: &std::path::Path,
+    prometheus_data: &std::path::Path,
+) {
+    use common::storeapi::{call_series, decode, runtime, series_request};
+
+    let target = &report["target"];
+    let data_min = target["data_min_time_ms"].as_i64().unwrap();
+    let data_max = target["data_max_time_ms"].as_i64().unwrap();
+    // The bench's Prometheus is gone: another one over its data directory, not compacting
+    // (as the bench runs it), and a store over the blocks, started side by side.
+    let (prom, store) = std::thread::scope(|s| {
+        let prom = s.spawn(|| {
+            PrometheusServer::start_with_config(
+                prometheus_data,
+                "global:\n  scrape_interval: 1h\n",
+                &[
+                    "--storage.tsdb.min-block-duration=2h",
+                    "--storage.tsdb.max-block-duration=2h",
+                ],
+            )
+        });
+        let store =
+            common::store::StoreProcess::start(&common::store::filesystem_yaml(blocks), &[]);
+        (prom.join().unwrap(), store)
+    });
+    let rt = runtime();
+    let mut client = store.client(&rt);
+    for row in report["comparison"]["rows"].as_array().unwrap() {
+        let selector = row["selector"].as_str().unwrap();
+        let (min, max) = compared_span(row["range"].as_str().unwrap(), data_min, data_max);
+        let (prom_series, prom_samples) = counts(&prometheus_samples(&prom, selector, min, max));
+        let answer = call_series(&rt, &mut client, series_request(selector, min, max))
+            .unwrap_or_else(|e| panic!("{selector}: {e}"));
+        let (stele_series, stele_samples) = counts(&decode(&answer.series, min, max));
+        assert!(
+            prom_samples > 0,
+            "{selector} in [{min}, {max}] holds no samples"
+        );
+        let name = &row["name"];
+        assert_eq!(
+            (stele_series, stele_samples),
+            (prom_series, prom_samples),
+            "{name}: {selector} in [{min}, {max}], (series, samples) of stele against Prometheus"
+        );
+        assert_eq!(
+            (u(&row["prometheus_series"]), u(&row["prometheus_samples"])),
+            (prom_series, prom_samples),
+            "{name}: the bench's Prometheus (series, samples) against Prometheus' HTTP API"
+        );
+        assert_eq!(
+            (u(&row["stele_series"]), u(&row["stele_samples"])),
+            (stele_series, stele_samples),
+            "{name}: the bench's stele (series, samples) against a StoreAPI Series call"
+        );
+    }
+}
+
 #[test]
 fn bench_small_with_restart_and_prometheus_comparison() {
     prometheus();
@@ -163,7 +242,8 @@ fn bench_small_with_restart_and_prometheus_comparison() {
     assert!(u(&p["peak_rss_measured_bytes"]) > 0);
     assert!(!p["rss"].as_array().unwrap().is_empty());
 
-    // Prometheus, the oracle, serves the same series and samples for every compared selector.
+    // Prometheus, the oracle, serves the same series and samples for every compared selector,
+    // and the counts of both sides are checked apart from the bench's code.
     let c = &report["comparison"];
     assert_eq!(u(&c["rounds"]), 2);
     let compared = c["rows"].as_array().unwrap();
@@ -178,6 +258,7 @@ fn bench_small_with_restart_and_prometheus_comparison() {
         assert_eq!(row["stele_samples"], row["prometheus_samples"], "{row:#}");
         assert!(f(&row["stele_median_ms"]) > 0.0 && f(&row["prometheus_median_ms"]) > 0.0);
     }
+    assert_comparison_counts_are_independently_true(&report, &blocks, &work.join("prometheus"));
 
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(

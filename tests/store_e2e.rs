@@ -298,6 +298,10 @@ fn replicated_bucket(bucket: &Path) -> Vec<String> {
     ids
 }
 
+/// Over `stele gen` blocks uploaded by two (identical) replicas: Info lists a label set per
+/// replica, each series comes once per replica with the external labels, and block matchers,
+/// the index cache, sharding, limits and bad requests behave. Replica merging over replicas
+/// that differ is `replicas_that_differ_merge_into_both_replicas_samples`.
 #[test]
 fn external_labels_replicas_sharding_and_limits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -364,56 +368,7 @@ fn external_labels_replicas_sharding_and_limits() {
     .unwrap();
     assert!(none.series.is_empty() && none.hints.unwrap().queried_blocks.is_empty());
 
-    // Without the replica label the replicas merge into one series; identical chunks dropped.
-    let mut req = series_request(&up(""), min, max);
-    req.without_replica_labels = vec!["replica".into()];
-    let merged = call_series(&rt, &mut client, req).unwrap();
-    assert_eq!(merged.series.len(), one.series.len());
-    for (m, o) in merged.series.iter().zip(&one.series) {
-        let mut ol = labels_of(o);
-        ol = Labels::from_pairs(
-            ol.iter()
-                .filter(|l| l.name != "replica")
-                .map(|l| (l.name.clone(), l.value.clone())),
-        );
-        assert_eq!(labels_of(m), ol);
-        assert_eq!(
-            m.chunks.len(),
-            o.chunks.len(),
-            "identical chunks from the replicas dropped"
-        );
-    }
-    let stats = merged.hints.unwrap().query_stats.unwrap();
-    assert_eq!(stats.blocks_queried, ids.len() as i64);
-
-    // Dropping a series' own label can reorder anything and make series equal: the reply is
-    // still sorted (`decode` checks) with each label set once, holding all their samples.
-    let mut req = series_request(&up(""), min, max);
-    let dropped_names = ["replica", "instance", "node", "pod"];
-    req.without_replica_labels = dropped_names.iter().map(|n| n.to_string()).collect();
-    let dropped = decode_with_overlaps(
-        &call_series(&rt, &mut client, req).unwrap().series,
-        min,
-        max,
-    );
-    let mut expected = SeriesMap::new();
-    for (labels, samples) in decode(&one.series, min, max) {
-        let kept = labels
-            .iter()
-            .filter(|l| !dropped_names.contains(&l.name.as_str()))
-            .map(|l| (l.name.clone(), l.value.clone()));
-        expected
-            .entry(Labels::from_pairs(kept))
-            .or_default()
-            .extend(samples);
-    }
-    assert!(expected.len() < one.series.len(), "some series merged");
-    // Every sample of the merged series once: the replicas' identical chunks are dropped, the
-    // distinct series' samples all kept, even at equal timestamps.
-    for samples in expected.values_mut() {
-        samples.sort();
-    }
-    assert_eq!(dropped, expected);
+    // Replica merging: `replicas_that_differ_merge_into_both_replicas_samples`.
 
     // Block matchers in the request hints restrict the blocks read.
     let hints = stele::proto::hintspb::SeriesRequestHints {
@@ -548,6 +503,344 @@ fn external_labels_replicas_sharding_and_limits() {
             "{flag}: a small request passes"
         );
     }
+}
+
+/// 2026-01-01T00:00:00Z, a 2h block boundary: the replica fixture spans 3 hours from here.
+const REPLICAS_START_S: i64 = 1_767_225_600;
+/// Scrapes of the replica fixture, every 30 s over 3 hours.
+const REPLICA_SCRAPES: i64 = 360;
+/// Replica B's restart: the scrapes it missed (115 to 125 minutes in, across the block
+/// boundary at 2 h).
+const RESTART_GAP: std::ops::Range<i64> = 230..250;
+
+/// OpenMetrics text for one of two Prometheus replicas scraping the same targets, as they
+/// differ in life: B scrapes 7.5 s after A (each target `host-N` N seconds into the interval,
+/// as Prometheus spreads its targets), misses the scrapes of its restart
+/// (`RESTART_GAP`), discovers the target `host-2` ten minutes after A, and alone saw `host-3`
+/// (gone after half an hour). `node_temperature_celsius` is exposed with the target's own
+/// timestamps, so both replicas hold the same times, and B's reading differs from A's at some
+/// of them. No two targets' series are alike (chunks equal across series would be dropped as
+/// copies of one another).
+fn replica_openmetrics(replica: char) -> String {
+    use std::fmt::Write;
+    let b = replica == 'B';
+    let offset_ms = if b { 7_500 } else { 0 };
+    let scraped = |host: usize, k: i64| {
+        let seen = match host {
+            2 => k >= if b { 320 } else { 300 },
+            3 => b && k < 60,
+            _ => true,
+        };
+        seen && !(b && RESTART_GAP.contains(&k))
+    };
+    let at = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let mut text = String::new();
+    text.push_str("# TYPE node_cpu_seconds counter\n");
+    for host in 0..4 {
+        for (m, mode) in ["idle", "user"].iter().enumerate() {
+            for k in (0..REPLICA_SCRAPES).filter(|&k| scraped(host, k)) {
+                let ms = (REPLICAS_START_S + k * 30 + host as i64) * 1000 + offset_ms;
+                let rate = 1.0 + m as f64 * 0.25 + host as f64 * 0.125;
+                let v = (ms - REPLICAS_START_S * 1000) as f64 / 1000.0 * rate;
+                writeln!(
+                    text,
+                    "node_cpu_seconds_total{{job=\"node\",instance=\"host-{host}\",cpu=\"0\",mode=\"{mode}\"}} {v} {}",
+                    at(ms)
+                )
+                .unwrap();
+            }
+        }
+    }
+    // The gauges: `up` at the replica's scrape times, the temperature at the target's own.
+    let mut gauge = |name: &str, offset_ms: i64, value: &dyn Fn(usize, i64) -> f64| {
+        writeln!(text, "# TYPE {name} gauge").unwrap();
+        for host in 0..4 {
+            for k in (0..REPLICA_SCRAPES).filter(|&k| scraped(host, k)) {
+                let ms = (REPLICAS_START_S + k * 30 + host as i64) * 1000 + offset_ms;
+                writeln!(
+                    text,
+                    "{name}{{job=\"node\",instance=\"host-{host}\"}} {} {}",
+                    value(host, k),
+                    at(ms)
+                )
+                .unwrap();
+            }
+        }
+    };
+    gauge("node_temperature_celsius", 0, &|host, k| {
+        let v = 40.0 + host as f64 + (k % 13) as f64 * 0.5;
+        if b && k % 10 == 3 {
+            v + 0.25
+        } else {
+            v
+        }
+    });
+    gauge("up", offset_ms, &|_, _| 1.0);
+    text.push_str("# EOF\n");
+    text
+}
+
+/// Replica `replica`'s blocks made by promtool into `dir`; returns their directories.
+fn promtool_replica_blocks(dir: &Path, replica: char) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let input = dir.with_extension("om");
+    std::fs::write(&input, replica_openmetrics(replica)).unwrap();
+    run(Command::new(promtool())
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(dir));
+    let mut blocks: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+/// Copies `block` into `bucket` under `id` with the Thanos section a sidecar of replica
+/// `replica` uploads.
+fn upload_as_replica(block: &Path, bucket: &Path, id: &str, replica: char) {
+    let to = bucket.join(id);
+    copy_dir(block, &to);
+    let meta_path = to.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["ulid"] = id.into();
+    meta["thanos"] = serde_json::json!({
+        "labels": {"cluster": "test", "replica": replica.to_string()},
+        "downsample": {"resolution": 0},
+        "source": "sidecar",
+    });
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
+/// What the store must answer with `without` dropped, from what each replica's Prometheus
+/// serves: per label set (the external `cluster` added, `without` removed), the samples of
+/// every series that became equal, each kept however many replicas hold it (the querier
+/// deduplicates, not the store).
+fn merged_answer(replicas: &[&SeriesMap], without: &[&str]) -> SeriesMap {
+    let mut merged = SeriesMap::new();
+    for replica in replicas {
+        for (labels, samples) in *replica {
+            let kept = labels
+                .iter()
+                .filter(|l| !without.contains(&l.name.as_str()))
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .chain([("cluster".to_string(), "test".to_string())]);
+            merged
+                .entry(Labels::from_pairs(kept))
+                .or_default()
+                .extend(samples);
+        }
+    }
+    for samples in merged.values_mut() {
+        samples.sort();
+    }
+    merged
+}
+
+/// Fails on the first difference between two answers, named in a few lines rather than
+/// thousands of samples.
+fn assert_same_samples(got: &SeriesMap, expected: &SeriesMap, what: &str) {
+    let only = |x: &SeriesMap, y: &SeriesMap| -> Vec<String> {
+        x.keys()
+            .filter(|l| !y.contains_key(*l))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let few = |names: &[String]| format!("{} series, the first {:?}", names.len(), names.first());
+    let (extra, missing) = (only(got, expected), only(expected, got));
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "{what}: not expected: {}; missing: {}",
+        few(&extra),
+        few(&missing)
+    );
+    for (labels, want) in expected {
+        let have = &got[labels];
+        if have != want {
+            let at = have.iter().zip(want).position(|(h, w)| h != w);
+            let at = at.unwrap_or(have.len().min(want.len()));
+            panic!(
+                "{what}: {labels} has {} samples, expected {}; first difference at sample {at}: {:?} against {:?}",
+                have.len(),
+                want.len(),
+                have.get(at),
+                want.get(at)
+            );
+        }
+    }
+}
+
+/// Replica merging (`without_replica_labels`) over two replicas that differ (scrape phases, a
+/// restart gap, targets seen by one only, different values at equal timestamps), each served
+/// by its own Prometheus 2.42 as the oracle: every merged series holds exactly both replicas'
+/// samples, equal timestamps included; dropping an own label too (`instance`) merges distinct
+/// series the same way; a block uploaded twice adds nothing (its identical chunks are
+/// dropped); and without merging each replica's series are its Prometheus' exactly.
+#[test]
+fn replicas_that_differ_merge_into_both_replicas_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let mut ids = Vec::new();
+    let mut prom_dirs = Vec::new();
+    for (r, replica) in ['A', 'B'].into_iter().enumerate() {
+        let blocks =
+            promtool_replica_blocks(&tmp.path().join(format!("promtool-{replica}")), replica);
+        assert_eq!(blocks.len(), 2, "3 hours make two 2h blocks");
+        let prom_dir = tmp.path().join(format!("prometheus-{replica}"));
+        for (i, block) in blocks.iter().enumerate() {
+            copy_dir(block, &prom_dir.join(block.file_name().unwrap()));
+            let id = ulid::Ulid::from_parts(
+                (REPLICAS_START_S as u64 + i as u64 * 7200) * 1000,
+                0xa000 + r as u128,
+            )
+            .to_string();
+            upload_as_replica(block, &bucket, &id, replica);
+            ids.push(id);
+        }
+        if replica == 'A' {
+            // A's first block uploaded a second time (a retried shipper, say), under a new ULID.
+            let id = ulid::Ulid::from_parts(REPLICAS_START_S as u64 * 1000, 0xa0ff).to_string();
+            upload_as_replica(&blocks[0], &bucket, &id, replica);
+            ids.push(id);
+        }
+        prom_dirs.push(prom_dir);
+    }
+    let (proms, store) = std::thread::scope(|s| {
+        let proms: Vec<_> = prom_dirs
+            .iter()
+            .map(|dir| {
+                s.spawn(move || {
+                    PrometheusServer::start_with_config(
+                        dir,
+                        "global:\n  scrape_interval: 1h\n",
+                        &[
+                            "--storage.tsdb.min-block-duration=2h",
+                            "--storage.tsdb.max-block-duration=2h",
+                        ],
+                    )
+                })
+            })
+            .collect();
+        let store = StoreProcess::start(&filesystem_yaml(&bucket), &[]);
+        (
+            proms
+                .into_iter()
+                .map(|p| p.join().unwrap())
+                .collect::<Vec<_>>(),
+            store,
+        )
+    });
+    let (prom_a, prom_b) = (&proms[0], &proms[1]);
+    let rt = runtime();
+    let mut client = store.client(&rt);
+    let all = r#"{__name__=~".+"}"#;
+    let (min, max) = (
+        REPLICAS_START_S * 1000,
+        (REPLICAS_START_S + REPLICA_SCRAPES * 30) * 1000,
+    );
+    let a = prometheus_samples(prom_a, all, min, max);
+    let b = prometheus_samples(prom_b, all, min, max);
+
+    // The fixture holds the cases the test is about, as Prometheus serves them.
+    let cpu = |host: &str| {
+        Labels::from_pairs([
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "0"),
+            ("instance", host),
+            ("job", "node"),
+            ("mode", "idle"),
+        ])
+    };
+    let times = |m: &SeriesMap, l: &Labels| m[l].iter().map(|s| s.0).collect::<Vec<_>>();
+    let gap = |t: &i64| {
+        let k = (t / 1000 - REPLICAS_START_S) / 30;
+        RESTART_GAP.contains(&k)
+    };
+    assert!(
+        times(&a, &cpu("host-0")).iter().any(gap) && !times(&b, &cpu("host-0")).iter().any(gap)
+    );
+    assert!(
+        times(&a, &cpu("host-0"))
+            .iter()
+            .all(|t| !times(&b, &cpu("host-0")).contains(t)),
+        "the replicas scrape at different times"
+    );
+    assert!(!a.contains_key(&cpu("host-3")) && b.contains_key(&cpu("host-3")));
+    assert_ne!(a[&cpu("host-2")][0].0, b[&cpu("host-2")][0].0);
+    let temperature = Labels::from_pairs([
+        ("__name__", "node_temperature_celsius"),
+        ("instance", "host-0"),
+        ("job", "node"),
+    ]);
+    let (ta, tb) = (&a[&temperature], &b[&temperature]);
+    assert!(
+        ta.iter()
+            .any(|(t, v)| tb.iter().any(|(u, w)| t == u && v != w))
+            && ta.iter().any(|s| tb.contains(s)),
+        "the replicas hold equal timestamps with different and with equal values"
+    );
+
+    let mut series = |selector: &str, min: i64, max: i64, without: &[&str]| {
+        let mut req = series_request(selector, min, max);
+        req.without_replica_labels = without.iter().map(|n| n.to_string()).collect();
+        call_series(&rt, &mut client, req).unwrap_or_else(|e| panic!("{selector}: {e}"))
+    };
+
+    // Merged: one series per label set, holding both replicas' samples.
+    let merged = series(all, min, max, &["replica"]);
+    assert!(merged.warnings.is_empty(), "{:?}", merged.warnings);
+    let stats = merged.hints.as_ref().unwrap().query_stats.unwrap();
+    assert_eq!(stats.blocks_queried, ids.len() as i64, "every block read");
+    assert_same_samples(
+        &decode_with_overlaps(&merged.series, min, max),
+        &merged_answer(&[&a, &b], &[]),
+        "replicas merged over the whole span",
+    );
+    // Over a window across the restart and the block boundary.
+    let (wmin, wmax) = (min + 100 * 60_000, min + 130 * 60_000 + 7_500);
+    let merged = series(all, wmin, wmax, &["replica"]);
+    assert_same_samples(
+        &decode_with_overlaps(&merged.series, wmin, wmax),
+        &merged_answer(
+            &[
+                &prometheus_samples(prom_a, all, wmin, wmax),
+                &prometheus_samples(prom_b, all, wmin, wmax),
+            ],
+            &[],
+        ),
+        &format!("replicas merged in [{wmin}, {wmax}]"),
+    );
+
+    // Dropping an own label as well makes the instances' series equal: each label set once
+    // (`decode_with_overlaps` checks), with every sample of both replicas and all instances.
+    let dropped = series(all, min, max, &["replica", "instance"]);
+    let expected = merged_answer(&[&a, &b], &["instance"]);
+    assert!(expected.len() < a.len(), "series merged across instances");
+    assert_same_samples(
+        &decode_with_overlaps(&dropped.series, min, max),
+        &expected,
+        "replicas and instances merged",
+    );
+
+    // Not merged: each replica's series as its Prometheus holds them, the block uploaded twice
+    // sending no sample twice (`decode` checks).
+    let apart = decode(&series(all, min, max, &[]).series, min, max);
+    let mut expected = SeriesMap::new();
+    for (replica, served) in [("A", &a), ("B", &b)] {
+        for (labels, samples) in served {
+            let mut pairs: Vec<(String, String)> = labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect();
+            pairs.push(("cluster".into(), "test".into()));
+            pairs.push(("replica".into(), replica.into()));
+            expected.insert(Labels::from_pairs(pairs), samples.clone());
+        }
+    }
+    assert_same_samples(&apart, &expected, "each replica apart");
 }
 
 /// Copies block `id` under a new ULID (same time) with its meta.json rewritten.
